@@ -1,0 +1,1 @@
+"""The Typer command-line interface. Modules here parse, render and prompt; nothing more."""

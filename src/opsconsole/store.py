@@ -1,0 +1,148 @@
+"""The one SQLite database: where it lives, how it is opened, and its migrations.
+
+Every process (CLI, TUI, scheduler) opens the same file. WAL mode lets readers run
+beside a writer; the busy timeout makes concurrent writers wait instead of failing with
+"database is locked". Schema changes are numbered migrations (sqlite-utils
+``Migrations``), one set per capability, applied in order on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from opsconsole.errors import OpsError
+from opsconsole.paths import default_db_path
+
+__all__ = ["BUSY_TIMEOUT_MS", "immediate", "migrations", "open_db", "resolve_db_path"]
+
+BUSY_TIMEOUT_MS = 30_000
+
+migrations = Migrations("opsconsole.core")
+
+# Migration sets of each capability, applied in this order. Each module defines a
+# module-level ``migrations = Migrations("opsconsole.<name>")``.
+MIGRATION_MODULES: list[str] = [
+    "opsconsole.store",
+]
+
+
+@migrations(name="0001_audit_events")
+def _m0001(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE audit_events (
+            seq INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            interface TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            details TEXT NOT NULL DEFAULT '{}',
+            outcome TEXT NOT NULL DEFAULT 'ok',
+            alg TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX audit_events_ts ON audit_events(ts)")
+    db.execute("CREATE INDEX audit_events_action ON audit_events(action)")
+    # The log is append-only: refuse edits and deletions at the database level. Someone
+    # with write access can drop the triggers; the hash chain catches that.
+    db.execute(
+        """
+        CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
+        """
+    )
+
+
+def resolve_db_path(explicit: Path | None = None, configured: Path | None = None) -> Path:
+    """--db wins, then OPSCONSOLE_DB, then the config's ``database``, then the XDG default."""
+    import os
+
+    if explicit is not None:
+        return explicit
+    if os.environ.get("OPSCONSOLE_DB"):
+        return Path(os.environ["OPSCONSOLE_DB"])
+    if configured is not None:
+        return configured
+    return default_db_path()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN ourselves, so a transaction is exactly as long
+    # as we say, and BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlocks).
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _all_migration_sets() -> list[Migrations]:
+    sets = []
+    for name in MIGRATION_MODULES:
+        module = importlib.import_module(name)
+        sets.append(module.migrations)
+    return sets
+
+
+def open_db(path: Path | None = None, *, migrate: bool = True) -> sqlite_utils.Database:
+    """Open (creating if needed) the database and bring its schema up to date."""
+    path = path or default_db_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise OpsError(f"cannot open database {path}: {exc}") from None
+    db = sqlite_utils.Database(conn)
+    if migrate:
+        sets = _all_migration_sets()
+        if any(m.pending(db) for m in sets):
+            # Two processes starting at once must not both apply a migration.
+            lock_path = path.with_name(path.name + ".migrate.lock")
+            with open(lock_path, "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    for m in sets:
+                        m.apply(db)
+                except sqlite3.Error as exc:
+                    raise OpsError(f"cannot migrate database {path}: {exc}") from None
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+    return db
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """A write transaction that takes the lock at BEGIN (or joins the one already open)."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")

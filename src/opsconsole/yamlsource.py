@@ -1,0 +1,180 @@
+"""Load YAML while remembering where every value came from.
+
+pydantic reports an error at a ``loc`` such as ``('regions', 'sa-east-1', 'services',
+'payments', 'endpoints', 0, 'url')``. We keep a map from such paths to the line and
+column of the YAML node, so every validation error can name ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from opsconsole.errors import SourceError, SourceLocation
+
+__all__ = ["Marks", "load_yaml", "validate", "load_model"]
+
+M = TypeVar("M", bound=BaseModel)
+PathKey = tuple[str | int, ...]
+
+
+class Marks:
+    """Line/column of every mapping key and value in one YAML document."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.values: dict[PathKey, tuple[int, int]] = {}
+        self.keys: dict[PathKey, tuple[int, int]] = {}
+
+    def locate(self, loc: Iterable[str | int], *, key: bool = False) -> SourceLocation:
+        """The location of the deepest known node on ``loc``."""
+        parts = tuple(loc)
+        for n in range(len(parts), -1, -1):
+            prefix = parts[:n]
+            table = self.keys if key and n == len(parts) else self.values
+            if prefix in table:
+                line, col = table[prefix]
+                return SourceLocation(self.file, line, col)
+            if prefix in self.keys:
+                line, col = self.keys[prefix]
+                return SourceLocation(self.file, line, col)
+        return SourceLocation(self.file, 1, 1)
+
+
+def _walk(node: yaml.Node, path: PathKey, marks: Marks) -> None:
+    marks.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            marks.keys[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _walk(value_node, (*path, key), marks)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), marks)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def load_yaml(path: Path, text: str | None = None) -> tuple[Any, Marks]:
+    """Parse one YAML document; syntax errors become :class:`SourceError` with position."""
+    name = str(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SourceError([(SourceLocation(name), "", "file not found")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError([(SourceLocation(name), "", f"cannot read: {exc}")]) from None
+    marks = Marks(name)
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = SourceLocation(name, mark.line + 1, mark.column + 1) if mark else SourceLocation(name)
+        problem = exc.problem or str(exc)
+        raise SourceError([(loc, "", f"invalid YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SourceError([(SourceLocation(name), "", f"invalid YAML: {exc}")]) from None
+    if node is not None:
+        _walk(node, (), marks)
+    return data, marks
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union/tag entries from ``loc``, keeping only real data keys."""
+    out: list[str | int] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and isinstance(part, str) and part not in cur:
+            # Either a union tag (skip it) or a missing/extra key (keep it as the leaf).
+            if part.startswith(("function-", "tagged-union", "union[")) or "[" in part:
+                continue
+            out.append(part)
+            cur = None
+        else:
+            continue
+    return tuple(out)
+
+
+def format_field(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(err.get("msg", "invalid"))
+    inp = err.get("input")
+    if kind not in ("missing",) and isinstance(inp, str | int | float) and not isinstance(inp, bool):
+        shown = repr(inp) if len(repr(inp)) <= 60 else repr(inp)[:57] + "...'"
+        if shown not in msg:
+            msg = f"{msg} (got {shown})"
+    return msg.removeprefix("Value error, ")
+
+
+def errors_from_validation(
+    exc: ValidationError, data: Any, marks: Marks, prefix: tuple[str | int, ...] = ()
+) -> list[tuple[SourceLocation, str, str]]:
+    problems: list[tuple[SourceLocation, str, str]] = []
+    for err in exc.errors():
+        path = prefix + _data_path(data, tuple(err["loc"]))
+        is_key = err.get("type") in ("extra_forbidden",)
+        loc = marks.locate(path, key=is_key)
+        problems.append((loc, format_field(path), _message(err)))
+    # Stable order: by line, so the first problem in the file comes first.
+    problems.sort(key=lambda p: (p[0].line or 0, p[0].column or 0))
+    return problems
+
+
+def validate(model: type[M], data: Any, marks: Marks, *, context: dict[str, Any] | None = None) -> M:
+    """Validate ``data`` against ``model``; raise :class:`SourceError` naming file:line:col."""
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise SourceError(errors_from_validation(exc, data, marks)) from None
+
+
+def load_model(model: type[M], path: Path, *, context: dict[str, Any] | None = None) -> M:
+    data, marks = load_yaml(path)
+    if data is None:
+        data = {}
+    return validate(model, data, marks, context=context)

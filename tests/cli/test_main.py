@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers import cli, cli_subprocess
+
+
+def test_version_prints_package_version() -> None:
+    from opsconsole import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert __version__ in result.stdout
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys; sys.argv=['opsconsole','--help']\n"
+        "from opsconsole.cli.main import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "heavy=[m for m in ('httpx','paramiko','textual','apscheduler','sqlite_utils','pydantic') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    from tests.helpers import SRC
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+    )
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    proc = cli_subprocess("--help")
+    assert proc.returncode == 0
+    assert "audit" in proc.stdout

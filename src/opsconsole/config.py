@@ -186,6 +186,11 @@ class Region(Strict):
 class Inventory(Strict):
     regions: dict[Name, Region] = Field(min_length=1)
     known_hosts: Path | None = Field(None, description="default known_hosts for every host")
+    vars: dict[str, Any] = Field(
+        default_factory=dict,
+        description="free-form values for runbook templates (inventory.vars.NAME), "
+        "e.g. the traffic router's admin URL",
+    )
 
     def host(self, alias: str) -> tuple[str, Host]:
         for region_id, region in self.regions.items():

@@ -52,5 +52,9 @@ def cli_subprocess(
         full_env.update(env)
     return subprocess.run(
         [sys.executable, "-m", "opsconsole", *args],
-        input=input, env=full_env, capture_output=True, text=True, timeout=timeout,
+        input=input,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from opsconsole.errors import AuditWriteError, OpsError
+from opsconsole.errors import AuditWriteError, OpsError, StoreError
 from opsconsole.redact import redact
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
@@ -161,7 +161,7 @@ class AuditLog:
                     ":interface, :action, :target, :details, :outcome, :alg, :prev_hash, :hash)",
                     row,
                 )
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, StoreError) as exc:
             raise AuditWriteError(
                 f"audit log not writable ({exc}); '{action}' was not performed"
             ) from None
@@ -170,7 +170,9 @@ class AuditLog:
 
 # --- verification -----------------------------------------------------------------
 
-ProblemKind = Literal["altered", "inserted", "removed", "reordered", "truncated", "rewritten", "checkpoint"]
+ProblemKind = Literal[
+    "altered", "inserted", "removed", "reordered", "truncated", "rewritten", "checkpoint"
+]
 
 
 @dataclass
@@ -211,19 +213,37 @@ def _classify(rows: list[dict[str, Any]], i: int, key: bytes | None) -> Problem 
     seq = row["seq"]
     if seq > expected_seq:
         missing = f"{expected_seq}" if seq - expected_seq == 1 else f"{expected_seq}-{seq - 1}"
-        return Problem(expected_seq, "removed", f"event(s) {missing} removed (gap before seq {seq})")
+        return Problem(
+            expected_seq, "removed", f"event(s) {missing} removed (gap before seq {seq})"
+        )
     if row["prev_hash"] != prev_hash:
         if i >= 2 and row["prev_hash"] == rows[i - 2]["hash"]:
-            return Problem(rows[i - 1]["seq"], "inserted", f"event {rows[i - 1]['seq']} was inserted into the chain")
+            return Problem(
+                rows[i - 1]["seq"],
+                "inserted",
+                f"event {rows[i - 1]['seq']} was inserted into the chain",
+            )
         for j, other in enumerate(rows):
             if j != i - 1 and other["hash"] == row["prev_hash"]:
                 return Problem(
-                    seq, "reordered",
+                    seq,
+                    "reordered",
                     f"event at seq {seq} belongs after seq {other['seq']}: events were reordered",
                 )
         if _digest(row, row["prev_hash"], key) == row["hash"]:
             return Problem(seq, "removed", f"the event(s) before seq {seq} were removed")
-        return Problem(seq, "altered", f"event {seq} was altered (its link to the previous event is broken)")
+        # Deleted, and the later events renumbered to close the gap: the row's content
+        # still hashes correctly under its original, higher sequence number.
+        for offset in range(1, len(rows) + 1):
+            if _digest({**row, "seq": seq + offset}, row["prev_hash"], key) == row["hash"]:
+                return Problem(
+                    seq,
+                    "removed",
+                    f"{offset} event(s) before seq {seq} were removed and later events renumbered",
+                )
+        return Problem(
+            seq, "altered", f"event {seq} was altered (its link to the previous event is broken)"
+        )
     if _digest(row, row["prev_hash"], key) != row["hash"]:
         nxt = rows[i + 1] if i + 1 < len(rows) else None
         if nxt is not None and nxt["prev_hash"] == prev_hash:
@@ -244,7 +264,8 @@ def verify(
         for r in rows:
             if r["alg"] != "hmac-sha256":
                 result.problem = Problem(
-                    r["seq"], "altered",
+                    r["seq"],
+                    "altered",
                     f"event {r['seq']} is not HMAC-signed although a key is configured",
                 )
                 return result
@@ -259,7 +280,9 @@ def verify(
         ):
             prev_hash, prev_seq = row["hash"], row["seq"]
             continue
-        result.problem = _classify(rows, i, key) or Problem(row["seq"], "altered", f"event {row['seq']} is inconsistent")
+        result.problem = _classify(rows, i, key) or Problem(
+            row["seq"], "altered", f"event {row['seq']} is inconsistent"
+        )
         return result
     result.head_seq, result.head_hash = prev_seq, prev_hash
     if checkpoint is not None:
@@ -269,7 +292,8 @@ def verify(
             first = result.head_seq + 1
             span = f"{first}" if first == checkpoint.seq else f"{first}-{checkpoint.seq}"
             result.problem = Problem(
-                first, "truncated",
+                first,
+                "truncated",
                 f"events {span} were removed from the end (checkpoint of {checkpoint.ts} "
                 f"recorded seq {checkpoint.seq})",
             )
@@ -277,7 +301,8 @@ def verify(
             at = rows[checkpoint.seq - 1] if checkpoint.seq >= 1 else None
             if at is not None and (at["seq"] != checkpoint.seq or at["hash"] != checkpoint.hash):
                 result.problem = Problem(
-                    checkpoint.seq, "rewritten",
+                    checkpoint.seq,
+                    "rewritten",
                     f"the chain up to seq {checkpoint.seq} differs from the checkpoint of "
                     f"{checkpoint.ts}: it was rebuilt",
                 )
@@ -308,13 +333,17 @@ class Checkpoint:
             raise OpsError("the checkpoint is signed; set OPSCONSOLE_AUDIT_KEY to check it")
         good = hmac.new(key, self._payload(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(good, self.signature):
-            raise OpsError("the checkpoint's signature is invalid: it was altered or made with another key")
+            raise OpsError(
+                "the checkpoint's signature is invalid: it was altered or made with another key"
+            )
 
 
 def write_checkpoint(log: AuditLog, out: Path) -> Checkpoint:
     """Record the checkpoint action, then write the chain head (which is that record)."""
     log.record("audit.checkpoint", str(out))
-    row = log.db.execute("SELECT seq, hash, alg FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+    row = log.db.execute(
+        "SELECT seq, hash, alg FROM audit_events ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
     cp = Checkpoint(seq=row[0], hash=row[1], ts=isoformat(utcnow()), alg=row[2])
     cp.sign(log.key)
     try:
@@ -328,7 +357,9 @@ def write_checkpoint(log: AuditLog, out: Path) -> Checkpoint:
 def read_checkpoint(path: Path) -> Checkpoint:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Checkpoint(**{k: data[k] for k in ("seq", "hash", "ts", "alg")}, signature=data.get("signature"))
+        return Checkpoint(
+            **{k: data[k] for k in ("seq", "hash", "ts", "alg")}, signature=data.get("signature")
+        )
     except FileNotFoundError:
         raise OpsError(f"checkpoint file not found: {path}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -374,7 +405,8 @@ def query(
     sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
     if limit:
         if not newest_first:
-            sql = f"SELECT * FROM ({sql.replace('ORDER BY seq', 'ORDER BY seq DESC')} LIMIT {int(limit)}) ORDER BY seq"
+            newest = sql.replace("ORDER BY seq", "ORDER BY seq DESC")
+            sql = f"SELECT * FROM ({newest} LIMIT {int(limit)}) ORDER BY seq"
         else:
             sql += f" LIMIT {int(limit)}"
     rows = [dict(r) for r in db.query(sql, params)]

@@ -60,7 +60,9 @@ def _parse_status(value: Any) -> Any:
             return [{"low": int(m[1]), "high": int(m[2])}]
         if re.fullmatch(r"\d{3}", value.strip()):
             return [int(value)]
-        raise ValueError(f"status must be a code, a list of codes or a range like 200-299, not {value!r}")
+        raise ValueError(
+            f"status must be a code, a list of codes or a range like 200-299, not {value!r}"
+        )
     if isinstance(value, int):
         return [value]
     if isinstance(value, list):
@@ -279,7 +281,13 @@ def find_config_dir(explicit: Path | None = None) -> Path:
         tried.append(f"{path} ({source})")
         if source in ("--config", "OPSCONSOLE_CONFIG"):
             raise ConfigError(
-                [(SourceLocation(str(path / "inventory.yaml")), "", f"no inventory.yaml (from {source})")]
+                [
+                    (
+                        SourceLocation(str(path / "inventory.yaml")),
+                        "",
+                        f"no inventory.yaml (from {source})",
+                    )
+                ]
             )
     raise ConfigError(
         [
@@ -309,7 +317,10 @@ def _cross_check(inv: Inventory, marks: Marks) -> None:
                 add(("regions", rid, "standby"), "a region cannot be its own standby")
         for alias in region.hosts:
             if alias in aliases:
-                add(("regions", rid, "hosts", alias), f"host alias also defined in region {aliases[alias]!r}")
+                add(
+                    ("regions", rid, "hosts", alias),
+                    f"host alias also defined in region {aliases[alias]!r}",
+                )
             aliases[alias] = rid
     for rid, region in inv.regions.items():
         for sid, svc in region.services.items():

@@ -17,6 +17,7 @@ __all__ = [
     "OpsError",
     "SourceError",
     "SourceLocation",
+    "StoreError",
 ]
 
 
@@ -83,10 +84,14 @@ class NotFoundError(OpsError):
     exit_code = ExitCode.NOT_FOUND
 
 
-class AuditWriteError(OpsError):
-    """The audit record of an action could not be written, so the action did not run."""
+class StoreError(OpsError):
+    """The database cannot be opened or written (read-only, full, locked for too long)."""
 
     exit_code = ExitCode.AUDIT_WRITE
+
+
+class AuditWriteError(StoreError):
+    """The audit record of an action could not be written, so the action did not run."""
 
 
 class AuditIntegrityError(OpsError):

@@ -29,7 +29,7 @@ class Event:
         return type(self).__name__
 
 
-Handler = Callable[[Event], None | Awaitable[None]]
+Handler = Callable[[Event], Awaitable[None] | None]
 
 
 class EventBus:
@@ -43,8 +43,11 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: list[tuple[type[Event], Handler, bool]] = []
         self.errors: list[BaseException] = []
+        self._tasks: set[asyncio.Future[None]] = set()
 
-    def subscribe(self, handler: Handler, kind: type[Event] = Event, *, critical: bool = False) -> Callable[[], None]:
+    def subscribe(
+        self, handler: Handler, kind: type[Event] = Event, *, critical: bool = False
+    ) -> Callable[[], None]:
         entry = (kind, handler, critical)
         self._subs.append(entry)
 
@@ -61,7 +64,9 @@ class EventBus:
             try:
                 result = handler(event)
                 if inspect.isawaitable(result):
-                    asyncio.ensure_future(result)
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
             except Exception as exc:
                 if critical:
                     raise

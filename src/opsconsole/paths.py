@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["config_dir_candidates", "state_dir", "default_db_path", "shipped_dir"]
+__all__ = ["config_dir_candidates", "default_db_path", "shipped_dir", "state_dir"]
 
 
 def state_dir() -> Path:

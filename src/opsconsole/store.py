@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from opsconsole.errors import OpsError
+from opsconsole.errors import OpsError, StoreError
 from opsconsole.paths import default_db_path
 
 __all__ = ["BUSY_TIMEOUT_MS", "immediate", "migrations", "open_db", "resolve_db_path"]
@@ -138,11 +138,16 @@ def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     if conn.in_transaction:
         yield db
         return
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise StoreError(f"database is not writable ({exc}); nothing was changed") from None
     try:
         yield db
     except BaseException:
-        conn.execute("ROLLBACK")
+        # An error such as SQLITE_FULL may already have ended the transaction.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     else:
         conn.execute("COMMIT")

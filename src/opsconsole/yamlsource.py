@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from opsconsole.errors import SourceError, SourceLocation
 
-__all__ = ["Marks", "load_yaml", "validate", "load_model"]
+__all__ = ["Marks", "load_model", "load_yaml", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
 PathKey = tuple[str | int, ...]
@@ -50,7 +50,10 @@ def _walk(node: yaml.Node, path: PathKey, marks: Marks) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            marks.keys[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            marks.keys[(*path, key)] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
             _walk(value_node, (*path, key), marks)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
@@ -73,9 +76,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     return loader.construct_mapping(node, deep=deep)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def load_yaml(path: Path, text: str | None = None) -> tuple[Any, Marks]:
@@ -91,7 +92,7 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, Marks]:
     marks = Marks(name)
     try:
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = SourceLocation(name, mark.line + 1, mark.column + 1) if mark else SourceLocation(name)
@@ -109,10 +110,9 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     out: list[str | int] = []
     cur = data
     for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        in_dict = isinstance(cur, dict) and part in cur
+        in_list = isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        if in_dict or in_list:
             out.append(part)
             cur = cur[part]
         elif isinstance(cur, dict) and isinstance(part, str) and part not in cur:
@@ -144,7 +144,11 @@ def _message(err: dict[str, Any]) -> str:
         return "required field is missing"
     msg = str(err.get("msg", "invalid"))
     inp = err.get("input")
-    if kind not in ("missing",) and isinstance(inp, str | int | float) and not isinstance(inp, bool):
+    if (
+        kind not in ("missing",)
+        and isinstance(inp, str | int | float)
+        and not isinstance(inp, bool)
+    ):
         shown = repr(inp) if len(repr(inp)) <= 60 else repr(inp)[:57] + "...'"
         if shown not in msg:
             msg = f"{msg} (got {shown})"
@@ -165,7 +169,9 @@ def errors_from_validation(
     return problems
 
 
-def validate(model: type[M], data: Any, marks: Marks, *, context: dict[str, Any] | None = None) -> M:
+def validate(
+    model: type[M], data: Any, marks: Marks, *, context: dict[str, Any] | None = None
+) -> M:
     """Validate ``data`` against ``model``; raise :class:`SourceError` naming file:line:col."""
     try:
         return model.model_validate(data, context=context)

@@ -19,13 +19,16 @@ def test_help_does_not_import_heavy_libraries() -> None:
         "import sys; sys.argv=['opsconsole','--help']\n"
         "from opsconsole.cli.main import app\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "heavy=[m for m in ('httpx','paramiko','textual','apscheduler','sqlite_utils','pydantic') if m in sys.modules]\n"
+        "mods=('httpx','paramiko','textual','apscheduler','sqlite_utils','pydantic')\n"
+        "heavy=[m for m in mods if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     from tests.helpers import SRC
 
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
         env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
     )
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr

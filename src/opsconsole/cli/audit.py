@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +30,9 @@ def list_(
     since: Annotated[str | None, typer.Option(help="ISO time or a duration ago (2h, 3d).")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time or a duration ago.")] = None,
     actor: Annotated[str | None, typer.Option(help="Only this actor.")] = None,
-    action: Annotated[str | None, typer.Option(help="Action prefix, e.g. runbook. or audit.verify")] = None,
+    action: Annotated[
+        str | None, typer.Option(help="Action prefix, e.g. runbook. or audit.verify")
+    ] = None,
     target: Annotated[str | None, typer.Option(help="Target prefix.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many (the newest).", min=1)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -39,8 +41,13 @@ def list_(
     from opsconsole.audit import query
 
     rows = query(
-        state.db(), since=_when(since), until=_when(until), actor=actor,  # type: ignore[arg-type]
-        action=action, target=target, limit=limit,
+        state.db(),
+        since=_when(since),
+        until=_when(until),
+        actor=actor,  # type: ignore[arg-type]
+        action=action,
+        target=target,
+        limit=limit,
     )
     if as_json:
         print_json(rows)
@@ -55,8 +62,16 @@ def list_(
     for r in rows:
         local = parse_when(r["ts"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         details = json.dumps(r["details"], ensure_ascii=False) if r["details"] else ""
-        table.add_row(str(r["seq"]), local, r["actor"], r["interface"], r["action"],
-                      r["target"], r["outcome"], details)
+        table.add_row(
+            str(r["seq"]),
+            local,
+            r["actor"],
+            r["interface"],
+            r["action"],
+            r["target"],
+            r["outcome"],
+            details,
+        )
     console().print(table)
     if not rows:
         console().print("no events match")
@@ -77,16 +92,26 @@ def verify_(
     result = verify(state.db(), key=state.audit_key(), checkpoint=cp)
     # Verifying is itself an audited action (after the walk, so it does not verify itself).
     state.record(
-        "audit.verify", str(checkpoint or ""),
+        "audit.verify",
+        str(checkpoint or ""),
         {"events": result.events, "problem": result.problem.message if result.problem else None},
         "ok" if result.ok else "tampered",
     )
     if as_json:
         print_json(
-            {"ok": result.ok, "events": result.events, "head_seq": result.head_seq,
-             "checkpoint_seq": result.checkpoint_seq,
-             "problem": None if result.ok else {"seq": result.problem.seq, "kind": result.problem.kind,  # type: ignore[union-attr]
-                                               "message": result.problem.message}}  # type: ignore[union-attr]
+            {
+                "ok": result.ok,
+                "events": result.events,
+                "head_seq": result.head_seq,
+                "checkpoint_seq": result.checkpoint_seq,
+                "problem": None
+                if result.ok
+                else {
+                    "seq": result.problem.seq,
+                    "kind": result.problem.kind,  # type: ignore[union-attr]
+                    "message": result.problem.message,
+                },
+            }  # type: ignore[union-attr]
         )
     elif result.ok:
         extra = f"; matches checkpoint at seq {result.checkpoint_seq}" if cp else ""
@@ -99,7 +124,7 @@ def verify_(
         raise typer.Exit(ExitCode.AUDIT_TAMPERED)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
 
@@ -130,7 +155,9 @@ def export_(
 
 @app.command("checkpoint")
 def checkpoint_(
-    out: Annotated[Path, typer.Option("--out", help="File to write (keep it outside the database's reach).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="File to write (keep it outside the database's reach).")
+    ],
 ) -> None:
     """Write the chain head (seq, hash, time; HMAC-signed with a key) to a file."""
     from opsconsole.audit import write_checkpoint

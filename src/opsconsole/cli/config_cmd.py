@@ -38,7 +38,9 @@ def check(
 
     table = Table(title=f"{cfg.directory}: OK", title_justify="left")
     for col in ("region", "name", "environment", "standby", "services", "endpoints", "hosts"):
-        table.add_column(col, justify="right" if col in ("services", "endpoints", "hosts") else "left")
+        table.add_column(
+            col, justify="right" if col in ("services", "endpoints", "hosts") else "left"
+        )
     for r in rows:
         table.add_row(*(str(r[c]) if r[c] is not None else "-" for c in r))
     console().print(table)

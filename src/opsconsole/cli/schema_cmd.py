@@ -7,7 +7,9 @@ import json
 
 import typer
 
-app = typer.Typer(help="Print the JSON Schema of a YAML file format (for editors).", no_args_is_help=True)
+app = typer.Typer(
+    help="Print the JSON Schema of a YAML file format (for editors).", no_args_is_help=True
+)
 
 # name -> "module:Model". Each capability adds its format here.
 SCHEMAS: dict[str, tuple[str, str]] = {

@@ -46,9 +46,7 @@ class State:
         try:
             return self.config()
         except ConfigError as exc:
-            if len(exc.problems) == 1 and (
-                "no config directory found" in exc.problems[0][2]
-            ):
+            if len(exc.problems) == 1 and ("no config directory found" in exc.problems[0][2]):
                 return None
             raise
 
@@ -78,13 +76,20 @@ class State:
             from opsconsole.audit import AuditLog
 
             self._audit = AuditLog(
-                self.db(), actor=self.actor, interface=self.interface,  # type: ignore[arg-type]
+                self.db(),
+                actor=self.actor,
+                interface=self.interface,  # type: ignore[arg-type]
                 key=self.audit_key(),
             )
         return self._audit
 
-    def record(self, action: str, target: str = "", details: dict[str, Any] | None = None,
-               outcome: str = "ok") -> int:
+    def record(
+        self,
+        action: str,
+        target: str = "",
+        details: dict[str, Any] | None = None,
+        outcome: str = "ok",
+    ) -> int:
         return self.audit().record(action, target, details, outcome)
 
 

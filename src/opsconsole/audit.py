@@ -256,32 +256,46 @@ def verify(
     db: sqlite_utils.Database, *, key: bytes | None = None, checkpoint: Checkpoint | None = None
 ) -> VerifyResult:
     """Walk the whole chain; stop at the first problem and name it."""
-    rows = list(_rows(db))
-    if key is None and any(r["alg"] == "hmac-sha256" for r in rows[:1]):
-        _digest(rows[0], rows[0]["prev_hash"], None)  # raises the "keyed chain" error
-    result = VerifyResult(events=len(rows), head_seq=0, head_hash=GENESIS)
-    if key is not None:
-        for r in rows:
-            if r["alg"] != "hmac-sha256":
-                result.problem = Problem(
-                    r["seq"],
-                    "altered",
-                    f"event {r['seq']} is not HMAC-signed although a key is configured",
-                )
-                return result
+    # Fast path over plain tuples (no per-row dicts): the link, the sequence and the
+    # digest are all right. Only when something is wrong are the rows loaded whole to
+    # classify the problem. The column order is _FIELDS + prev_hash, then hash.
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    sha256 = hashlib.sha256
+    result = VerifyResult(events=0, head_seq=0, head_hash=GENESIS)
     prev_hash = GENESIS
     prev_seq = 0
-    for i, row in enumerate(rows):
-        # Fast path: the link and the digest are both right.
-        if (
-            row["prev_hash"] == prev_hash
-            and row["seq"] == prev_seq + 1
-            and _digest(row, prev_hash, key) == row["hash"]
-        ):
-            prev_hash, prev_seq = row["hash"], row["seq"]
+    broken_at: int | None = None
+    cur = db.conn.execute(
+        "SELECT seq, ts, actor, interface, action, target, details, outcome, alg, prev_hash, "
+        "hash FROM audit_events ORDER BY seq"
+    )
+    for i, row in enumerate(cur):
+        result.events += 1
+        alg = row[8]
+        if key is not None:
+            if alg != "hmac-sha256":
+                result.problem = Problem(
+                    row[0],
+                    "altered",
+                    f"event {row[0]} is not HMAC-signed although a key is configured",
+                )
+                return result
+            digest = hmac.new(key, encode(list(row[:10])).encode(), hashlib.sha256).hexdigest()
+        elif alg == "hmac-sha256":
+            _digest({"alg": alg}, "", None)  # raises the "keyed chain" error
+            digest = ""
+        else:
+            digest = sha256(encode(list(row[:10])).encode()).hexdigest()
+        if row[9] == prev_hash and row[0] == prev_seq + 1 and digest == row[10]:
+            prev_hash, prev_seq = row[10], row[0]
             continue
-        result.problem = _classify(rows, i, key) or Problem(
-            row["seq"], "altered", f"event {row['seq']} is inconsistent"
+        broken_at = i
+        break
+    if broken_at is not None:
+        rows = list(_rows(db))
+        result.events = len(rows)
+        result.problem = _classify(rows, broken_at, key) or Problem(
+            rows[broken_at]["seq"], "altered", f"event {rows[broken_at]['seq']} is inconsistent"
         )
         return result
     result.head_seq, result.head_hash = prev_seq, prev_hash
@@ -298,8 +312,10 @@ def verify(
                 f"recorded seq {checkpoint.seq})",
             )
         else:
-            at = rows[checkpoint.seq - 1] if checkpoint.seq >= 1 else None
-            if at is not None and (at["seq"] != checkpoint.seq or at["hash"] != checkpoint.hash):
+            at = db.execute(
+                "SELECT hash FROM audit_events WHERE seq = ?", [checkpoint.seq]
+            ).fetchone()
+            if at is None or at[0] != checkpoint.hash:
                 result.problem = Problem(
                     checkpoint.seq,
                     "rewritten",

@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import timed, verdict  # noqa: E402
+from _util import timed, verdict
 
-from opsconsole.audit import AuditLog, verify  # noqa: E402
-from opsconsole.store import BUSY_TIMEOUT_MS, immediate, open_db  # noqa: E402
+from opsconsole.audit import AuditLog, verify
+from opsconsole.store import BUSY_TIMEOUT_MS, immediate, open_db
 
 
 def raw_inserts(path: Path, n: int) -> float:
@@ -42,8 +42,18 @@ def raw_inserts(path: Path, n: int) -> float:
             conn.execute(
                 "INSERT INTO ev (ts, actor, interface, action, target, details, outcome, alg, "
                 "prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                ("2026-11-28T00:00:00.000000+00:00", "bench", "cli", "bench.append", str(i),
-                 '{"i": %d}' % i, "ok", "sha256", "0" * 64, "0" * 64),
+                (
+                    "2026-11-28T00:00:00.000000+00:00",
+                    "bench",
+                    "cli",
+                    "bench.append",
+                    str(i),
+                    f'{{"i": {i}}}',
+                    "ok",
+                    "sha256",
+                    "0" * 64,
+                    "0" * 64,
+                ),
             )
             conn.execute("COMMIT")
 

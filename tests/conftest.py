@@ -9,6 +9,8 @@ import pytest
 
 from opsconsole.redact import secrets
 
+pytest_plugins = ["tests.sshd"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 

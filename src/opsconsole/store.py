@@ -31,6 +31,10 @@ migrations = Migrations("opsconsole.core")
 # module-level ``migrations = Migrations("opsconsole.<name>")``.
 MIGRATION_MODULES: list[str] = [
     "opsconsole.store",
+    "opsconsole.incidents.store",
+    "opsconsole.drills.store",
+    "opsconsole.health.storage",
+    "opsconsole.runbooks.state",
 ]
 
 

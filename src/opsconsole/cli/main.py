@@ -24,6 +24,32 @@ app = typer.Typer(
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(schema_cmd.app, name="schema")
+# health (issue 3): status, watch, host; demo deployment + fault injection
+from opsconsole.cli import demo_cmd, health_cmd  # noqa: E402
+
+health_cmd.register(app)
+app.add_typer(demo_cmd.app, name="demo")
+# incidents (issue 5)
+from opsconsole.cli import incident_cmd  # noqa: E402
+
+app.add_typer(incident_cmd.app, name="incident")
+# ssh (issue 4): trust host keys, run commands
+from opsconsole.cli import ssh_cmd  # noqa: E402
+
+app.add_typer(ssh_cmd.app, name="ssh")
+# drills (issue 6): drill definitions, records, report; the scheduler service
+from opsconsole.cli import drill_cmd, scheduler_cmd  # noqa: E402
+
+app.add_typer(drill_cmd.app, name="drill")
+app.command("scheduler")(scheduler_cmd.scheduler)
+# runbooks (issue 4): validate, plan, run, resume, approve
+from opsconsole.cli import runbook_cmd  # noqa: E402
+
+app.add_typer(runbook_cmd.app, name="runbook")
+# tui (issue 7): the Textual console
+from opsconsole.cli import tui_cmd  # noqa: E402
+
+app.command("tui")(tui_cmd.tui)
 
 
 def _version(value: bool) -> None:

@@ -15,6 +15,10 @@ app = typer.Typer(
 SCHEMAS: dict[str, tuple[str, str]] = {
     "inventory": ("opsconsole.config:Inventory", "config/inventory.yaml"),
     "settings": ("opsconsole.config:Settings", "config/settings.yaml"),
+    "playbook": ("opsconsole.incidents.playbook:Playbook", "playbooks/*.yaml"),
+    "incidents": ("opsconsole.incidents.settings:IncidentSettings", "config/incidents.yaml"),
+    "drills": ("opsconsole.drills.model:DrillsFile", "config/drills.yaml"),
+    "runbook": ("opsconsole.runbooks.schema:Runbook", "runbooks/*.yaml"),
 }
 
 

@@ -1,0 +1,384 @@
+"""``opsconsole runbook``: list, show, validate, plan, run, resume, approve runbooks.
+
+Exit codes of run/resume/rollback: 0 succeeded, 10 failed, 11 timed out, 12 rolled back,
+13 waiting for approval, 14 aborted or interrupted, 15 invalid runbook, 7 lock held.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from opsconsole.cli.state import console, print_json, state
+
+if TYPE_CHECKING:
+    from opsconsole.runbooks import RunEnv, RunResult
+
+app = typer.Typer(
+    help="YAML runbooks: validate, plan (dry run), run, resume, approve.", no_args_is_help=True
+)
+
+VarsOpt = Annotated[
+    list[str] | None, typer.Option("--var", "-v", help="Parameter as NAME=VALUE (repeatable).")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to every confirmation.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _vars(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--var")
+        out[name.strip()] = value
+    return out
+
+
+def _env() -> RunEnv:
+    from opsconsole.events import EventBus
+    from opsconsole.runbooks import RunEnv
+
+    return RunEnv(db=state.db(), audit=state.audit(), config=state.config(), bus=EventBus())
+
+
+def _load(name: str) -> Any:
+    from opsconsole.runbooks import find_runbook, load_runbook
+
+    return load_runbook(find_runbook(name, state.optional_config()))
+
+
+def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
+    """Run an engine coroutine with live output, then exit with the run's code."""
+    import asyncio
+
+    from opsconsole.cli.runbook_view import LiveRenderer
+    from opsconsole.runbooks import exit_code_for
+
+    if not as_json:
+        env.bus.subscribe(LiveRenderer())
+    from opsconsole.errors import OpsError
+    from opsconsole.operator import NeedsAPerson
+
+    try:
+        result: RunResult = asyncio.run(coro_factory())
+    except NeedsAPerson as exc:
+        raise OpsError(str(exc)) from None
+    if as_json:
+        print_json(
+            {
+                "run_id": result.run_id,
+                "status": result.status,
+                "error": result.error,
+                "measured": result.measured,
+                "started_at": result.started_at.isoformat(),
+                "finished_at": result.finished_at.isoformat() if result.finished_at else None,
+            }
+        )
+    if result.status == "waiting_approval" and not as_json:
+        typer.echo(
+            "waiting for approval: another person runs "
+            f"`opsconsole runbook approve {result.run_id}`, "
+            f"then `opsconsole runbook resume {result.run_id}`",
+            err=True,
+        )
+    raise typer.Exit(exit_code_for(result.status))
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """Runbooks in the configured directories, then the shipped ones."""
+    from opsconsole.runbooks import list_runbooks
+
+    items = list_runbooks(state.optional_config())
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": i.path.stem,
+                    "title": i.name,
+                    "path": str(i.path),
+                    "description": i.description,
+                    "error": i.error,
+                }
+                for i in items
+            ]
+        )
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("name", "description", "path"):
+        table.add_column(col, overflow="fold")
+    for i in items:
+        table.add_row(i.path.stem, f"INVALID: {i.error}" if i.error else i.description, str(i.path))
+    console().print(table)
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Runbook name or path to a YAML file.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Parameters, steps and rollback of one runbook."""
+    rb = _load(name)
+    if as_json:
+        print_json(rb.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+        return
+    from opsconsole.cli.runbook_view import print_show
+
+    print_show(console(), rb)
+
+
+@app.command("validate")
+def validate_(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files (default: every runbook found).")
+    ] = None,
+) -> None:
+    """Check runbook files; each problem is printed as file:line:col: field: message."""
+    from opsconsole.errors import SourceError
+    from opsconsole.runbooks import load_runbook, runbook_dirs
+    from opsconsole.runbooks.loader import INVALID_EXIT
+
+    files = list(paths or [])
+    if not files:
+        for d in runbook_dirs(state.optional_config()):
+            if d.is_dir():
+                files.extend(sorted([*d.glob("*.yaml"), *d.glob("*.yml")]))
+    bad = 0
+    for path in files:
+        try:
+            load_runbook(path)
+            typer.echo(f"{path}: OK")
+        except SourceError as exc:
+            bad += 1
+            typer.echo(str(exc), err=True)
+    typer.echo(f"{len(files) - bad} valid, {bad} invalid", err=True)
+    if bad:
+        raise typer.Exit(INVALID_EXIT)
+
+
+@app.command("plan")
+def plan(
+    name: Annotated[str, typer.Argument(help="Runbook name or path.")],
+    var: VarsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: render every step with final (redacted) values; only read-only steps run.
+
+    Exits 10 when a step cannot be rendered (a real run would fail there)."""
+    import asyncio
+    from dataclasses import asdict
+
+    from opsconsole.cli.runbook_view import print_plan
+    from opsconsole.runbooks import exit_code_for, plan_run
+
+    rb = _load(name)
+    steps = asyncio.run(plan_run(rb, _vars(var), env=_env()))
+    if as_json:
+        print_json([asdict(s) for s in steps])
+    else:
+        print_plan(console(), rb.name, steps)
+    if any(s.will_run == "error" for s in steps):
+        raise typer.Exit(exit_code_for("failed"))  # a real run would fail on these
+
+
+@app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="Runbook name or path.")],
+    var: VarsOpt = None,
+    yes: YesOpt = False,
+    drill: Annotated[
+        bool, typer.Option("--drill", help="Drill mode (drill: skip / auto-confirm apply).")
+    ] = False,
+    incident: Annotated[
+        str | None, typer.Option("--incident", help="Link the run to this incident.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a runbook; every step is recorded, so a killed run can be resumed."""
+    from opsconsole.cli.prompts import TerminalOperator
+    from opsconsole.runbooks import start_run
+
+    rb = _load(name)
+    env = _env()
+    params = _vars(var)
+    op = TerminalOperator(assume_yes=yes)
+    _execute(
+        lambda: start_run(
+            rb,
+            params,
+            env=env,
+            operator=op,
+            mode="drill" if drill else "normal",
+            incident_id=incident,
+        ),
+        env,
+        as_json=as_json,
+    )
+
+
+@app.command("resume")
+def resume(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a stopped run at its first unfinished step (finished steps never re-run)."""
+    from opsconsole.cli.prompts import TerminalOperator
+    from opsconsole.runbooks import resume_run
+
+    env = _env()
+    op = TerminalOperator(assume_yes=yes)
+    _execute(lambda: resume_run(run_id, env=env, operator=op), env, as_json=as_json)
+
+
+@app.command("rollback")
+def rollback(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the rollback steps of a finished run (e.g. fail back after a failover)."""
+    from opsconsole.cli.prompts import TerminalOperator
+    from opsconsole.runbooks import rollback_run
+    from opsconsole.runbooks.state import get_run
+
+    env = _env()
+    run_row = get_run(env.db, run_id)
+    op = TerminalOperator(assume_yes=yes)
+    if not yes and not typer.confirm(
+        f"Roll back run {run_row.id} ({run_row.runbook}, {run_row.status})?",
+        default=False,
+        err=True,
+    ):
+        raise typer.Exit(1)
+    _execute(lambda: rollback_run(run_row.id, env=env, operator=op), env, as_json=as_json)
+
+
+def _decide(run_id: str, approve: bool, comment: str | None) -> None:
+    from opsconsole.runbooks import decide_approval
+
+    a = decide_approval(state.db(), state.audit(), run_id, approve=approve, comment=comment)
+    verb = "approved" if approve else "denied"
+    typer.echo(
+        f"run {a.run_id} step {a.step_id} {verb} by {a.decided_by}; "
+        f"continue it with `opsconsole runbook resume {a.run_id}`"
+    )
+
+
+@app.command("approve")
+def approve(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    comment: Annotated[str | None, typer.Option("--comment", "-m", help="Why.")] = None,
+) -> None:
+    """Approve a run waiting for approval (not your own: use --as NAME for who you are)."""
+    _decide(run_id, True, comment)
+
+
+@app.command("deny")
+def deny(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    comment: Annotated[str | None, typer.Option("--comment", "-m", help="Why.")] = None,
+) -> None:
+    """Deny a run waiting for approval; resuming it then fails (or rolls back)."""
+    _decide(run_id, False, comment)
+
+
+@app.command("runs")
+def runs(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only runs with this status.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (newest first).", min=1)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent runs, newest first."""
+    from opsconsole.runbooks.state import list_runs
+
+    rows = list_runs(state.db(), status=status, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("run", "runbook", "status", "mode", "actor", "started (UTC)", "error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["runbook"],
+            r["status"],
+            r["mode"],
+            r["actor"],
+            r["started_at"][:19],
+            (r["error"] or "")[:80],
+        )
+    console().print(table)
+    if not rows:
+        console().print("no runs")
+
+
+@app.command("log")
+def log(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: JsonOpt = False) -> None:
+    """A run's steps, their rendered values, status and stored (redacted) output."""
+    from dataclasses import asdict
+
+    from opsconsole.cli.runbook_view import print_log
+    from opsconsole.runbooks.state import get_run, get_steps
+
+    db = state.db()
+    run_row = get_run(db, run_id)
+    steps = get_steps(db, run_row.id)
+    if as_json:
+        data = asdict(run_row)
+        data.pop("source", None)
+        print_json({"run": data, "steps": [asdict(s) for s in steps]})
+        return
+    print_log(console(), run_row, steps)
+
+
+@app.command("locks")
+def locks(as_json: JsonOpt = False) -> None:
+    """Held run locks, with holder run, actor and whether the holder process is gone."""
+    from opsconsole.runbooks.locks import list_locks
+
+    items = list_locks(state.db())
+    if as_json:
+        print_json(
+            [
+                {
+                    "key": i.key,
+                    "run_id": i.run_id,
+                    "actor": i.actor,
+                    "pid": i.pid,
+                    "hostname": i.hostname,
+                    "acquired_at": i.acquired_at,
+                    "stale": i.stale,
+                }
+                for i in items
+            ]
+        )
+        return
+    for i in items:
+        typer.echo(f"{i.key}: {i.describe()}")
+    if not items:
+        typer.echo("no locks held")
+
+
+@app.command("unlock")
+def unlock(
+    key: Annotated[str, typer.Argument(help="Lock key, e.g. failover:sa-east-1.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Break a lock whose holder looks alive.")
+    ] = False,
+) -> None:
+    """Release a stale lock (its holder process is gone); audited."""
+    from opsconsole.runbooks import release_lock
+
+    held = release_lock(state.db(), state.audit(), key, force=force)
+    typer.echo(f"released {key} (was held by run {held.run_id}, {held.actor})")

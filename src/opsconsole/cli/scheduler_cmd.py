@@ -1,0 +1,55 @@
+"""``opsconsole scheduler``: the drill scheduler service (or one pass with ``--once``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from opsconsole.cli.state import state
+
+if TYPE_CHECKING:
+    from opsconsole.config import Config
+
+
+def scheduler(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Run whatever is due now, record missed drills, and exit "
+            "(for cron or a systemd timer).",
+        ),
+    ] = False,
+    lock_stale_after: Annotated[
+        float,
+        typer.Option(
+            help="Seconds without heartbeat after which a lock held from another host is "
+            "taken over.",
+            min=1,
+        ),
+    ] = 60.0,
+) -> None:
+    """Run due drills unattended (APScheduler); one JSON log line per event on stdout.
+
+    Only one scheduler runs per database. The first SIGTERM/SIGINT lets running drills
+    finish; a second interrupts them (they stay resumable). SIGHUP reloads drills.yaml.
+    """
+    import asyncio
+
+    from opsconsole.audit import AuditLog
+    from opsconsole.drills.service import DrillScheduler
+
+    state.config()  # a broken config fails here, before the lock is taken
+    audit = AuditLog(
+        state.db(), actor=state.actor or "scheduler", interface="scheduler", key=state.audit_key()
+    )
+
+    def reload_config() -> Config:
+        from opsconsole.config import load_config
+
+        return load_config(state.config_dir)
+
+    service = DrillScheduler(db=state.db(), audit=audit, load_config=reload_config)
+    code = asyncio.run(service.serve(once=once, lock_stale_after=lock_stale_after))
+    raise typer.Exit(code)

@@ -1,0 +1,148 @@
+"""Roll-up of target states to services and regions, remembering when each changed.
+
+A service is ``down`` when all its targets are down and ``degraded`` when any target is
+not ok; a region is ``down`` when any of its *critical* services is down and ``degraded``
+when any service is not ok.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from opsconsole.health.model import (
+    HealthState,
+    RegionStatus,
+    ServiceStatus,
+    Snapshot,
+    StateChanged,
+    TargetStatus,
+    worst,
+)
+from opsconsole.health.stats import Tracker, percentile
+from opsconsole.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from opsconsole.config import Config
+
+__all__ = ["RollUp"]
+
+
+class RollUp:
+    def __init__(self, config: Config, region_filter: str | None = None) -> None:
+        self.config = config
+        self.region_filter = region_filter
+        self.rolled: dict[str, tuple[HealthState, datetime | None]] = {}
+
+    def _roll(
+        self,
+        key: str,
+        state: HealthState,
+        at: datetime,
+        changes: list[StateChanged] | None,
+        level: str,
+        region: str,
+        service: str | None,
+        reason: str | None,
+    ) -> datetime | None:
+        old, since = self.rolled.get(key, ("unknown", None))
+        if state != old:
+            since = at  # callers pass the time of the underlying change, not "now"
+            self.rolled[key] = (state, since)
+            if changes is not None:
+                changes.append(
+                    StateChanged(
+                        level=level,
+                        key=key,
+                        region=region,
+                        service=service,  # type: ignore[arg-type]
+                        old=old,
+                        new=state,
+                        reason=reason,
+                        at=at,
+                    )
+                )
+        return since
+
+    def build(
+        self,
+        trackers: Iterable[Tracker],
+        *,
+        elapsed: float | None,
+        sweeps: int,
+        changes: list[StateChanged] | None = None,
+    ) -> Snapshot:
+        """The snapshot of these trackers; roll-up changes are appended to ``changes``
+        (pass None to update the remembered states silently)."""
+        at = utcnow()
+        by_service: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
+        for tr in trackers:
+            by_service[(tr.target.region, tr.target.service)].append(tr)
+        regions: dict[str, RegionStatus] = {}
+        inv = self.config.inventory.regions
+        region_ids = [r for r in inv if self.region_filter in (None, r)]
+        region_ids += sorted({r for r, _ in by_service if r not in region_ids})
+        for rid in region_ids:
+            services: dict[str, ServiceStatus] = {}
+            keys = [k for k in by_service if k[0] == rid]
+            for _, sid in keys:
+                services[sid] = self._service(rid, sid, by_service[(rid, sid)], at, changes)
+            crit_down = any(s.state == "down" and s.critical for s in services.values())
+            states = [s.state for s in services.values()]
+            state: HealthState = "down" if crit_down else worst(states)
+            if state == "down" and not crit_down:
+                state = "degraded"
+            bad = sorted(
+                f"{s.service} {s.state}"
+                for s in services.values()
+                if s.state in ("down", "degraded")
+            )
+            when = max((s.since for s in services.values() if s.since), default=at)
+            since = self._roll(
+                rid, state, when, changes, "region", rid, None, ", ".join(bad) or None
+            )
+            name = inv[rid].name if rid in inv else rid
+            regions[rid] = RegionStatus(rid, name, state, since, services)
+        return Snapshot(at=at, regions=regions, sweep_seconds=elapsed, sweeps=sweeps)
+
+    def _service(
+        self,
+        rid: str,
+        sid: str,
+        trackers: list[Tracker],
+        at: datetime,
+        changes: list[StateChanged] | None,
+    ) -> ServiceStatus:
+        statuses: tuple[TargetStatus, ...] = tuple(t.status() for t in trackers)
+        states = [t.state for t in statuses]
+        if states and all(s == "down" for s in states):
+            state: HealthState = "down"
+        else:
+            state = worst(states)
+            state = "degraded" if state == "down" else state
+        lat = sorted(
+            s.latency_ms for t in trackers for s in t.samples if s.ok and s.latency_ms is not None
+        )
+        n = sum(len(t.samples) for t in trackers)
+        fails = sum(1 for t in trackers for s in t.samples if not s.ok)
+        errored = [t for t in statuses if t.last_error and t.state != "ok"]
+        reason = next((tr.reason for tr in trackers if tr.state == state and tr.reason), None)
+        when = max((t.since for t in trackers if t.since), default=at)
+        since = self._roll(f"{rid}/{sid}", state, when, changes, "service", rid, sid, reason)
+        return ServiceStatus(
+            region=rid,
+            service=sid,
+            critical=trackers[0].target.critical,
+            state=state,
+            since=since,
+            targets=statuses,
+            p50=percentile(lat, 50),
+            p95=percentile(lat, 95),
+            availability=round(100 * (n - fails) / n, 2) if n else None,
+            last_error=errored[0].last_error
+            if errored
+            else next((t.last_error for t in statuses if t.last_error), None),
+            history=statuses[0].history if statuses else (),
+        )

@@ -1,0 +1,214 @@
+"""Probe samples in the database, bounded: raw for a short window, per-minute roll-ups longer.
+
+``probe_samples`` keeps every sample for ``raw_retention_minutes``; ``probe_rollups``
+keeps one row per target and minute (count, failures, slow, latency sum/min/max) for
+``rollup_retention_days``. Both are pruned as samples are written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from opsconsole.health.model import Outcome, Target
+from opsconsole.store import immediate
+from opsconsole.timeutil import isoformat, parse_when
+
+__all__ = ["MinuteStat", "RawSample", "history", "migrations", "prune", "recent_samples", "write"]
+
+migrations = Migrations("opsconsole.health")
+
+
+@migrations(name="0001_probe_samples")
+def _m0001(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE probe_samples (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            target TEXT NOT NULL,
+            region TEXT NOT NULL,
+            service TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            slow INTEGER NOT NULL DEFAULT 0,
+            latency_ms REAL,
+            status_code INTEGER,
+            error TEXT,
+            phases TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX probe_samples_target_ts ON probe_samples(target, ts)")
+    db.execute("CREATE INDEX probe_samples_ts ON probe_samples(ts)")
+    db.execute(
+        """
+        CREATE TABLE probe_rollups (
+            minute TEXT NOT NULL,
+            target TEXT NOT NULL,
+            region TEXT NOT NULL,
+            service TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            slow INTEGER NOT NULL,
+            latency_sum REAL NOT NULL DEFAULT 0,
+            latency_count INTEGER NOT NULL DEFAULT 0,
+            latency_min REAL,
+            latency_max REAL,
+            PRIMARY KEY (target, minute)
+        )
+        """
+    )
+    db.execute("CREATE INDEX probe_rollups_minute ON probe_rollups(minute)")
+
+
+def write(db: sqlite_utils.Database, rows: list[tuple[Target, Outcome, datetime]]) -> None:
+    """Persist one sweep's outcomes (raw + roll-up) in one transaction."""
+    raw = []
+    roll = []
+    for t, o, at in rows:
+        ts = isoformat(at)
+        raw.append(
+            (
+                ts,
+                t.id,
+                t.region,
+                t.service,
+                t.endpoint,
+                int(o.ok),
+                int(o.slow),
+                o.latency_ms,
+                o.status_code,
+                o.error,
+                json.dumps(o.phases) if o.phases is not None else None,
+            )
+        )
+        lat = o.latency_ms if o.ok else None
+        roll.append(
+            (
+                ts[:16],
+                t.id,
+                t.region,
+                t.service,
+                t.endpoint,
+                int(not o.ok),
+                int(o.slow),
+                lat or 0.0,
+                1 if lat is not None else 0,
+                lat,
+                lat,
+            )
+        )
+    with immediate(db):
+        db.conn.executemany(
+            "INSERT INTO probe_samples (ts, target, region, service, endpoint, ok, slow, "
+            "latency_ms, status_code, error, phases) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            raw,
+        )
+        db.conn.executemany(
+            """
+            INSERT INTO probe_rollups (minute, target, region, service, endpoint, count,
+                failures, slow, latency_sum, latency_count, latency_min, latency_max)
+            VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(target, minute) DO UPDATE SET
+                count = count + 1,
+                failures = failures + excluded.failures,
+                slow = slow + excluded.slow,
+                latency_sum = latency_sum + excluded.latency_sum,
+                latency_count = latency_count + excluded.latency_count,
+                latency_min = min(coalesce(latency_min, excluded.latency_min),
+                                  coalesce(excluded.latency_min, latency_min)),
+                latency_max = max(coalesce(latency_max, excluded.latency_max),
+                                  coalesce(excluded.latency_max, latency_max))
+            """,
+            roll,
+        )
+
+
+def prune(db: sqlite_utils.Database, *, now: datetime, raw_minutes: int, rollup_days: int) -> None:
+    with immediate(db):
+        db.execute(
+            "DELETE FROM probe_samples WHERE ts < ?",
+            [isoformat(now - timedelta(minutes=raw_minutes))],
+        )
+        db.execute(
+            "DELETE FROM probe_rollups WHERE minute < ?",
+            [isoformat(now - timedelta(days=rollup_days))[:16]],
+        )
+
+
+@dataclass(frozen=True)
+class RawSample:
+    at: datetime
+    target: str
+    outcome: Outcome
+
+
+def recent_samples(
+    db: sqlite_utils.Database, targets: list[str], since: datetime
+) -> list[RawSample]:
+    """Raw samples of these targets since ``since``, oldest first (to rebuild state)."""
+    if not targets:
+        return []
+    marks = ",".join("?" * len(targets))
+    cur = db.execute(
+        f"SELECT ts, target, ok, slow, latency_ms, status_code, error FROM probe_samples "
+        f"WHERE ts >= ? AND target IN ({marks}) ORDER BY ts, id",
+        [isoformat(since), *targets],
+    )
+    return [
+        RawSample(
+            parse_when(ts),
+            target,
+            Outcome(ok=bool(ok), slow=bool(slow), latency_ms=lat, status_code=code, error=err),
+        )
+        for ts, target, ok, slow, lat, code, err in cur.fetchall()
+    ]
+
+
+@dataclass(frozen=True)
+class MinuteStat:
+    minute: str  # UTC "YYYY-MM-DDTHH:MM"
+    count: int
+    failures: int
+    slow: int
+    mean_ms: float | None
+    max_ms: float | None
+
+    @property
+    def availability(self) -> float:
+        return 100 * (self.count - self.failures) / self.count if self.count else 0.0
+
+
+def history(
+    db: sqlite_utils.Database,
+    *,
+    since: datetime,
+    target: str | None = None,
+    region: str | None = None,
+    service: str | None = None,
+) -> list[MinuteStat]:
+    """Per-minute history (summed over matching targets), oldest first, for charts."""
+    where = ["minute >= ?"]
+    args: list[Any] = [isoformat(since)[:16]]
+    for col, val in (("target", target), ("region", region), ("service", service)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            args.append(val)
+    cur = db.execute(
+        "SELECT minute, sum(count), sum(failures), sum(slow), sum(latency_sum), "
+        "sum(latency_count), max(latency_max) FROM probe_rollups WHERE "
+        + " AND ".join(where)
+        + " GROUP BY minute ORDER BY minute",
+        args,
+    )
+    return [
+        MinuteStat(m, c, f, s, (ls / lc) if lc else None, mx)
+        for m, c, f, s, ls, lc, mx in cur.fetchall()
+    ]

@@ -1,0 +1,208 @@
+"""Finding and loading runbooks: every problem is reported with file:line:col and field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opsconsole.errors import ExitCode, NotFoundError, SourceError, SourceLocation
+from opsconsole.paths import shipped_dir
+from opsconsole.runbooks.schema import Runbook
+from opsconsole.yamlsource import Marks, format_field, load_yaml, validate
+
+if TYPE_CHECKING:
+    from opsconsole.config import Config
+
+__all__ = [
+    "RunbookInfo",
+    "RunbookInvalid",
+    "find_runbook",
+    "list_runbooks",
+    "load_runbook",
+    "runbook_dirs",
+]
+
+INVALID_EXIT = 15
+# Names the engine puts into every template context (see context.template_context).
+RESERVED_NAMES = frozenset(
+    {
+        "params",
+        "inventory",
+        "vars",
+        "regions",
+        "steps",
+        "run",
+        "capabilities",
+        "config_dir",
+        "python",
+        "opsconsole",
+        "secret_file",
+        "env",
+    }
+)
+
+
+class RunbookInvalid(SourceError):
+    """A runbook file is not valid (exit code 15)."""
+
+    exit_code = INVALID_EXIT
+
+
+def runbook_dirs(config: Config | None) -> list[Path]:
+    """Configured runbook directories, then ``runbooks/`` beside the config, then shipped ones."""
+    dirs: list[Path] = []
+    if config is not None:
+        for d in config.settings.runbook_dirs:
+            resolved = config.resolve(d)
+            if resolved is not None:
+                dirs.append(resolved)
+        dirs.append(config.directory / "runbooks")
+        dirs.append(config.directory.parent / "runbooks")
+    dirs.append(shipped_dir("runbooks"))
+    seen: set[Path] = set()
+    out = []
+    for d in dirs:
+        key = d.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def find_runbook(name_or_path: str, config: Config | None) -> Path:
+    """A path to a YAML file, or a runbook name looked up in :func:`runbook_dirs`."""
+    as_path = Path(name_or_path).expanduser()
+    if as_path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if as_path.is_file():
+            return as_path
+        raise NotFoundError(f"runbook file not found: {name_or_path}")
+    for d in runbook_dirs(config):
+        for suffix in (".yaml", ".yml"):
+            candidate = d / f"{name_or_path}{suffix}"
+            if candidate.is_file():
+                return candidate
+    searched = ", ".join(str(d) for d in runbook_dirs(config))
+    raise NotFoundError(f"no runbook named {name_or_path!r} (searched {searched})")
+
+
+def _cross_check(rb: Runbook, marks: Marks) -> None:
+    problems: list[tuple[SourceLocation, str, str]] = []
+
+    def add(path: tuple[str | int, ...], msg: str) -> None:
+        problems.append((marks.locate(path), format_field(path), msg))
+
+    seen: dict[str, str] = {}
+    registers: set[str] = set()
+    markers: set[str] = set()
+    main_ids = {s.id for s in rb.steps}
+    for phase in ("steps", "rollback"):
+        for i, step in enumerate(getattr(rb, phase)):
+            if step.id in seen:
+                add((phase, i, "id"), f"duplicate step id {step.id!r} (also in {seen[step.id]})")
+            seen[step.id] = f"{phase}[{i}]"
+            if step.register_as is not None:
+                if step.register_as in RESERVED_NAMES:
+                    add((phase, i, "register"), f"{step.register_as!r} is a reserved template name")
+                elif step.register_as in registers or step.register_as in rb.params:
+                    add((phase, i, "register"), f"name {step.register_as!r} is already used")
+                registers.add(step.register_as)
+            if step.marker is not None:
+                if step.marker in markers:
+                    add((phase, i, "marker"), f"{step.marker} is set on more than one step")
+                markers.add(step.marker)
+            if step.undoes is not None:
+                if phase == "steps":
+                    add((phase, i, "undoes"), "undoes is only for rollback steps")
+                elif step.undoes not in main_ids:
+                    add((phase, i, "undoes"), f"no step with id {step.undoes!r} in steps")
+            if phase == "rollback" and step.action in ("approval", "input"):
+                add((phase, i, step.action), "rollback steps cannot wait for approval or input")
+    for name in rb.params:
+        if name in RESERVED_NAMES:
+            add(("params", name), f"{name!r} is a reserved template name; choose another")
+    for name, param in rb.params.items():
+        if param.default is not None and param.choices and param.default not in param.choices:
+            add(("params", name, "default"), f"default {param.default!r} is not one of the choices")
+    if problems:
+        raise RunbookInvalid(problems)
+
+
+def _known_fields() -> set[str]:
+    from pydantic import BaseModel
+
+    from opsconsole.runbooks import schema
+
+    names: set[str] = set()
+    for obj in vars(schema).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            for name, field in obj.model_fields.items():
+                names.add(field.alias or name)
+    return names
+
+
+def _with_hints(
+    problems: list[tuple[SourceLocation, str, str]],
+) -> list[tuple[SourceLocation, str, str]]:
+    """``unknown field`` -> ``unknown field (did you mean 'shell'?)`` for near misses."""
+    import difflib
+
+    known = _known_fields()
+    out = []
+    for loc, field, msg in problems:
+        if msg == "unknown field" and field:
+            leaf = field.rsplit(".", 1)[-1]
+            close = difflib.get_close_matches(leaf, sorted(known), n=1, cutoff=0.75)
+            if close:
+                msg = f"unknown field (did you mean {close[0]!r}?)"
+        out.append((loc, field, msg))
+    return out
+
+
+def load_runbook(path: Path) -> Runbook:
+    """Parse and validate one runbook file; raises :class:`RunbookInvalid` (file:line:col)."""
+    try:
+        data, marks = load_yaml(path)
+        if not isinstance(data, dict):
+            raise SourceError(
+                [(SourceLocation(str(path), 1, 1), "", "a runbook is a YAML mapping")]
+            )
+        rb = validate(Runbook, data, marks)
+    except RunbookInvalid:
+        raise
+    except SourceError as exc:
+        raise RunbookInvalid(_with_hints(exc.problems)) from None
+    _cross_check(rb, marks)
+    rb._source = path
+    return rb
+
+
+@dataclass
+class RunbookInfo:
+    name: str
+    path: Path
+    description: str
+    error: str | None = None
+
+
+def list_runbooks(config: Config | None) -> list[RunbookInfo]:
+    """Every runbook in the search path; an earlier directory shadows a later one."""
+    out: dict[str, RunbookInfo] = {}
+    for d in runbook_dirs(config):
+        if not d.is_dir():
+            continue
+        for path in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+            if path.stem in out:
+                continue
+            try:
+                rb = load_runbook(path)
+                out[path.stem] = RunbookInfo(rb.name, path, rb.description.strip().split("\n")[0])
+            except SourceError as exc:
+                first = exc.problems[0] if exc.problems else None
+                out[path.stem] = RunbookInfo(
+                    path.stem, path, "", error=f"{first[0]}: {first[2]}" if first else "invalid"
+                )
+    return list(out.values())
+
+
+assert ExitCode.CONFIG != INVALID_EXIT

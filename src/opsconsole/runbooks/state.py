@@ -1,0 +1,359 @@
+"""Durable run state: the ``runs`` / ``run_steps`` tables and their transitions.
+
+Every transition is one ``BEGIN IMMEDIATE`` transaction holding both the row update
+and its audit record, so both commit or neither does (fail closed: if the audit record
+cannot be written, the state does not move and the step's side effect never starts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from opsconsole.errors import NotFoundError
+from opsconsole.redact import redact
+from opsconsole.store import immediate
+from opsconsole.timeutil import isoformat, utcnow
+
+if TYPE_CHECKING:
+    from opsconsole.audit import AuditLog
+
+__all__ = [
+    "FINISHED_STEP",
+    "TERMINAL_RUN",
+    "RunRow",
+    "StepRow",
+    "create_run",
+    "get_run",
+    "get_steps",
+    "list_runs",
+    "migrations",
+    "set_run",
+    "set_step",
+]
+
+migrations = Migrations("opsconsole.runbooks")
+
+# A step in one of these states never runs again.
+FINISHED_STEP = frozenset({"succeeded", "failed", "timed_out", "skipped"})
+TERMINAL_RUN = frozenset({"succeeded", "failed", "timed_out", "rolled_back", "aborted"})
+OUTPUT_LIMIT = 64 * 1024
+
+
+@migrations(name="0001_runs")
+def _m0001(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            runbook TEXT NOT NULL,
+            path TEXT NOT NULL,
+            source TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            secret_params TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL,
+            mode TEXT NOT NULL DEFAULT 'normal',
+            phase TEXT NOT NULL DEFAULT 'main',
+            actor TEXT NOT NULL,
+            parent_run TEXT,
+            incident_id TEXT,
+            lock_key TEXT,
+            pid INTEGER,
+            hostname TEXT,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT,
+            error TEXT,
+            measured TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX runs_status ON runs(status)")
+    db.execute(
+        """
+        CREATE TABLE run_steps (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            phase TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            step_id TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            action TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT,
+            finished_at TEXT,
+            rendered TEXT,
+            output TEXT NOT NULL DEFAULT '',
+            truncated INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            error TEXT,
+            PRIMARY KEY (run_id, phase, idx)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE run_locks (
+            key TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            pid INTEGER,
+            hostname TEXT,
+            acquired_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE run_approvals (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            step_id TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT '',
+            requested_by TEXT NOT NULL,
+            requested_at TEXT NOT NULL,
+            decision TEXT NOT NULL DEFAULT 'pending',
+            decided_by TEXT,
+            decided_at TEXT,
+            comment TEXT
+        )
+        """
+    )
+
+
+@dataclass
+class RunRow:
+    id: str
+    runbook: str
+    path: str
+    source: str
+    params: dict[str, Any]
+    secret_params: list[str]
+    status: str
+    mode: str
+    phase: str
+    actor: str
+    parent_run: str | None
+    incident_id: str | None
+    lock_key: str | None
+    pid: int | None
+    hostname: str | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None
+    error: str | None
+    measured: dict[str, float]
+
+
+@dataclass
+class StepRow:
+    run_id: str
+    phase: str
+    idx: int
+    step_id: str
+    name: str
+    action: str
+    status: str
+    attempts: int
+    started_at: str | None
+    finished_at: str | None
+    rendered: Any
+    output: str
+    truncated: bool
+    result: Any
+    error: str | None
+
+
+def _now() -> str:
+    return isoformat(utcnow())
+
+
+def bound_output(text: str, limit: int = OUTPUT_LIMIT) -> tuple[str, bool]:
+    """Keep the head and the tail of long output, marking what was cut."""
+    if len(text) <= limit:
+        return text, False
+    head, tail = text[: limit * 3 // 4], text[-(limit // 4) :]
+    cut = len(text) - len(head) - len(tail)
+    return f"{head}\n[... {cut} characters truncated ...]\n{tail}", True
+
+
+def create_run(
+    db: sqlite_utils.Database,
+    audit: AuditLog,
+    *,
+    run_id: str,
+    runbook: str,
+    path: str,
+    source: str,
+    params: dict[str, Any],
+    secret_params: list[str],
+    mode: str,
+    parent_run: str | None,
+    incident_id: str | None,
+    steps: list[tuple[str, int, str, str, str]],
+) -> None:
+    """Insert the run and one pending row per step (phase, idx, id, name, action)."""
+    now = _now()
+    with immediate(db):
+        db.execute(
+            "INSERT INTO runs (id, runbook, path, source, params, secret_params, status, mode, "
+            "actor, parent_run, incident_id, pid, hostname, started_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                runbook,
+                path,
+                source,
+                json.dumps(redact(params)),
+                json.dumps(secret_params),
+                mode,
+                audit.actor,
+                parent_run,
+                incident_id,
+                os.getpid(),
+                socket.gethostname(),
+                now,
+                now,
+            ],
+        )
+        for phase, idx, step_id, name, action in steps:
+            db.execute(
+                "INSERT INTO run_steps (run_id, phase, idx, step_id, name, action) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [run_id, phase, idx, step_id, name, action],
+            )
+        audit.record(
+            "runbook.run.started",
+            run_id,
+            {
+                "runbook": runbook,
+                "path": path,
+                "params": params,
+                "mode": mode,
+                "parent_run": parent_run,
+                "incident_id": incident_id,
+            },
+        )
+
+
+def set_run(
+    db: sqlite_utils.Database,
+    audit: AuditLog | None,
+    run_id: str,
+    *,
+    action: str | None = None,
+    details: dict[str, Any] | None = None,
+    outcome: str = "ok",
+    **fields: Any,
+) -> None:
+    """Update run fields and (unless ``action`` is None) audit it, atomically."""
+    fields["updated_at"] = _now()
+    for key in ("measured",):
+        if key in fields:
+            fields[key] = json.dumps(fields[key])
+    if "error" in fields and fields["error"] is not None:
+        fields["error"] = redact(str(fields["error"]))
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    with immediate(db):
+        db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*fields.values(), run_id])
+        if action is not None and audit is not None:
+            audit.record(action, run_id, {**(details or {}), **_audit_fields(fields)}, outcome)
+
+
+def _audit_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k in ("status", "error", "phase") and v is not None}
+
+
+def set_step(
+    db: sqlite_utils.Database,
+    audit: AuditLog,
+    run_id: str,
+    phase: str,
+    idx: int,
+    *,
+    action: str,
+    details: dict[str, Any] | None = None,
+    outcome: str = "ok",
+    **fields: Any,
+) -> None:
+    """Update one step row and audit the transition in the same transaction."""
+    if "output" in fields:
+        fields["output"], fields["truncated"] = bound_output(redact(fields["output"] or ""))
+    for key in ("rendered", "result"):
+        if key in fields:
+            fields[key] = json.dumps(redact(fields[key]), default=str)
+    if fields.get("error") is not None:
+        fields["error"] = redact(str(fields["error"]))
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    with immediate(db):
+        row = db.execute(
+            "SELECT step_id FROM run_steps WHERE run_id = ? AND phase = ? AND idx = ?",
+            [run_id, phase, idx],
+        ).fetchone()
+        db.execute(
+            f"UPDATE run_steps SET {sets} WHERE run_id = ? AND phase = ? AND idx = ?",
+            [*fields.values(), run_id, phase, idx],
+        )
+        db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", [_now(), run_id])
+        audit.record(
+            action,
+            f"{run_id}/{row[0] if row else idx}",
+            {
+                "phase": phase,
+                **(details or {}),
+                **{k: v for k, v in fields.items() if k in ("status", "error", "attempts")},
+            },
+            outcome,
+        )
+
+
+def get_run(db: sqlite_utils.Database, run_id: str) -> RunRow:
+    rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not rows:
+        # Accept a unique prefix, as people copy short ids.
+        rows = list(db.query("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", [run_id + "%"]))
+        if len(rows) != 1:
+            raise NotFoundError(f"no run with id {run_id!r} (see `opsconsole runbook runs`)")
+    r = dict(rows[0])
+    r["params"] = json.loads(r["params"])
+    r["secret_params"] = json.loads(r["secret_params"])
+    r["measured"] = json.loads(r["measured"])
+    return RunRow(**r)
+
+
+def get_steps(db: sqlite_utils.Database, run_id: str) -> list[StepRow]:
+    out = []
+    for r in db.query(
+        "SELECT * FROM run_steps WHERE run_id = ? ORDER BY phase = 'rollback', idx", [run_id]
+    ):
+        r = dict(r)
+        r["rendered"] = json.loads(r["rendered"]) if r["rendered"] else None
+        r["result"] = json.loads(r["result"]) if r["result"] else None
+        r["truncated"] = bool(r["truncated"])
+        out.append(StepRow(**r))
+    return out
+
+
+def list_runs(
+    db: sqlite_utils.Database, *, status: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT id, runbook, status, mode, actor, parent_run, incident_id, started_at, "
+        "finished_at, error, measured FROM runs"
+    )
+    args: list[Any] = []
+    if status:
+        sql += " WHERE status = ?"
+        args.append(status)
+    sql += " ORDER BY started_at DESC LIMIT ?"
+    args.append(limit)
+    rows = [dict(r) for r in db.query(sql, args)]
+    for r in rows:
+        r["measured"] = json.loads(r["measured"])
+    return rows

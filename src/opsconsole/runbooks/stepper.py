@@ -1,0 +1,336 @@
+"""Running one step durably: condition, rendering, attempts with retries and timeout,
+the recorded transitions around it, and its outputs for later steps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from opsconsole.errors import AuditWriteError, OpsError
+from opsconsole.operator import NeedsAPerson, Operator
+from opsconsole.runbooks.events import StepFinished, StepOutput, StepStarted
+from opsconsole.runbooks.results import RunEnv
+from opsconsole.runbooks.schema import Runbook, Step
+from opsconsole.runbooks.state import StepRow, get_steps, set_run, set_step
+from opsconsole.runbooks.steps import Outcome, StepContext, action_for
+from opsconsole.templating import TemplateRenderError, evaluate, render_obj
+from opsconsole.timeutil import isoformat, utcnow
+
+__all__ = ["StepRunner", "run_attempt"]
+
+
+def _now() -> str:
+    return isoformat(utcnow())
+
+
+class StepRunner:
+    """The in-memory side of one run; everything that matters is also in the database."""
+
+    def __init__(
+        self,
+        run_id: str,
+        runbook: Runbook,
+        steps: list[tuple[str, int, Step]],
+        env: RunEnv,
+        operator: Operator,
+        mode: str,
+        tctx: dict[str, Any],
+        sub_run: Callable[[str, dict[str, Any], Any, Any], Awaitable[Any]],
+    ) -> None:
+        self.run_id, self.runbook, self.steps = run_id, runbook, steps
+        self.env, self.operator, self.mode, self.tctx = env, operator, mode, tctx
+        self._sub_run = sub_run
+        self._current: tuple[str, int] | None = None
+
+    # --- state helpers -------------------------------------------------------------
+
+    def _rows(self) -> dict[tuple[str, int], StepRow]:
+        return {(r.phase, r.idx): r for r in get_steps(self.env.db, self.run_id)}
+
+    def restore_outputs(self, rows: list[StepRow]) -> None:
+        by_key = {(ph, i): s for ph, i, s in self.steps}
+        for r in rows:
+            step = by_key.get((r.phase, r.idx))
+            if step is not None and r.status == "succeeded" and isinstance(r.result, dict):
+                self._register(step, r.result)
+
+    def _register(self, step: Step, value: dict[str, Any]) -> None:
+        self.tctx["steps"][step.id] = value
+        if step.register_as:
+            self.tctx[step.register_as] = value
+
+    def note_sub_run(self, child_id: str) -> None:
+        """Store the child run id before the child starts, so a resume finds it."""
+        if self._current is not None:
+            ph, idx = self._current
+            set_step(
+                self.env.db,
+                self.env.audit,
+                self.run_id,
+                ph,
+                idx,
+                action="runbook.step.subrun",
+                details={"child_run": child_id},
+                result={"run_id": child_id},
+            )
+
+    def _skip(self, phase: str, idx: int, step: Step, reason: str) -> None:
+        set_step(
+            self.env.db,
+            self.env.audit,
+            self.run_id,
+            phase,
+            idx,
+            status="skipped",
+            finished_at=_now(),
+            error=None,
+            action="runbook.step.skipped",
+            details={"reason": reason},
+        )
+        self.env.bus.publish(
+            StepFinished(
+                run_id=self.run_id, step_id=step.id, status="skipped", phase=phase, note=reason
+            )
+        )
+
+    # --- one step ------------------------------------------------------------------
+
+    def _condition(self, step: Step) -> bool:
+        if step.when is None or isinstance(step.when, bool):
+            return step.when is not False
+        return bool(evaluate(step.when, self.tctx))
+
+    async def run_step(self, phase: str, idx: int, step: Step) -> Outcome:
+        self._current = (phase, idx)
+        db, audit = self.env.db, self.env.audit
+        try:
+            if not self._condition(step):
+                self._skip(phase, idx, step, "when is false")
+                return Outcome("skipped")
+        except TemplateRenderError as exc:
+            return self._finish(phase, idx, step, 0, Outcome("failed", error=f"when: {exc}"), 0.0)
+        if self.mode == "drill" and step.drill == "skip":
+            self._skip(phase, idx, step, "skipped in drills (drill: skip)")
+            return Outcome("skipped")
+        action = action_for(step.action)
+        row = self._rows()[(phase, idx)]
+        attempts = row.attempts
+        first_attempt = attempts
+        lines: list[str] = []
+
+        def emit(line: str, stream: str, host: str | None) -> None:
+            lines.append(f"[{host}] {line}" if host else line)
+            self.env.bus.publish(
+                StepOutput(run_id=self.run_id, step_id=step.id, line=line, stream=stream, host=host)
+            )
+
+        t0 = time.monotonic()
+        try:
+            while True:
+                try:
+                    rendered = action.render(step.spec, self.tctx)
+                except (TemplateRenderError, ValueError) as exc:
+                    return self._finish(
+                        phase, idx, step, attempts, Outcome("failed", error=str(exc)), t0
+                    )
+                attempts += 1
+                set_step(
+                    db,
+                    audit,
+                    self.run_id,
+                    phase,
+                    idx,
+                    status="running",
+                    attempts=attempts,
+                    started_at=row.started_at or _now(),
+                    rendered=rendered,
+                    error=None,
+                    action="runbook.step.started",
+                    details={"attempt": attempts, "action": step.action, "rendered": rendered},
+                )
+                self.env.bus.publish(
+                    StepStarted(
+                        run_id=self.run_id,
+                        step_id=step.id,
+                        name=step.title,
+                        action=step.action,
+                        phase=phase,
+                        attempt=attempts,
+                        rendered=_redacted(rendered),
+                    )
+                )
+                ctx = StepContext(
+                    self.run_id,
+                    step,
+                    phase,
+                    self.env,
+                    self.operator,
+                    self.mode,
+                    None,
+                    emit,
+                    start_sub_run=self._start_sub_run,
+                    previous=row.result,
+                )
+                out = await run_attempt(action, rendered, ctx, step)
+                if (
+                    out.status in ("failed", "timed_out")
+                    and attempts - first_attempt <= step.retries.count
+                ):
+                    delay = step.retries.delay(attempts - first_attempt)
+                    set_step(
+                        db,
+                        audit,
+                        self.run_id,
+                        phase,
+                        idx,
+                        status="retrying",
+                        error=out.error,
+                        output=out.output or "\n".join(lines),
+                        action="runbook.step.retry",
+                        details={"attempt": attempts, "delay_seconds": delay},
+                        outcome=out.status,
+                    )
+                    self.env.bus.publish(
+                        StepFinished(
+                            run_id=self.run_id,
+                            step_id=step.id,
+                            status=out.status,
+                            phase=phase,
+                            attempt=attempts,
+                            error=out.error,
+                            note=f"retrying in {delay:g}s",
+                        )
+                    )
+                    await asyncio.sleep(delay)
+                    row = self._rows()[(phase, idx)]
+                    continue
+                return self._finish(phase, idx, step, attempts, out, t0, lines)
+        except asyncio.CancelledError:
+            set_step(
+                db,
+                audit,
+                self.run_id,
+                phase,
+                idx,
+                status="interrupted",
+                finished_at=_now(),
+                output="\n".join(lines),
+                error="interrupted by the operator",
+                action="runbook.step.interrupted",
+                outcome="interrupted",
+            )
+            self.env.bus.publish(
+                StepFinished(
+                    run_id=self.run_id,
+                    step_id=step.id,
+                    status="interrupted",
+                    phase=phase,
+                    attempt=attempts,
+                    duration_seconds=time.monotonic() - t0,
+                )
+            )
+            raise
+
+    async def _start_sub_run(self, name: str, params: dict[str, Any], ctx: StepContext) -> Any:
+        return await self._sub_run(name, params, self, ctx.previous)
+
+    def _finish(
+        self,
+        phase: str,
+        idx: int,
+        step: Step,
+        attempts: int,
+        out: Outcome,
+        t0: float,
+        lines: list[str] | None = None,
+    ) -> Outcome:
+        final = out.status
+        action = "runbook.step.waiting" if final == "waiting_approval" else "runbook.step.finished"
+        fields: dict[str, Any] = {
+            "status": final,
+            "error": out.error,
+            "attempts": attempts,
+            "output": out.output or "\n".join(lines or []),
+            "result": out.value,
+        }
+        if final != "waiting_approval":
+            fields["finished_at"] = _now()
+        set_step(
+            self.env.db,
+            self.env.audit,
+            self.run_id,
+            phase,
+            idx,
+            action=action,
+            outcome=final,
+            **fields,
+        )
+        if final == "succeeded":
+            self._register(step, out.value)
+            self._report(step)
+        self.env.bus.publish(
+            StepFinished(
+                run_id=self.run_id,
+                step_id=step.id,
+                status=final,
+                phase=phase,
+                attempt=attempts,
+                error=out.error,
+                duration_seconds=time.monotonic() - t0 if t0 else 0.0,
+            )
+        )
+        return out
+
+    def _report(self, step: Step) -> None:
+        if not step.report:
+            return
+        row = self.env.db.execute(
+            "SELECT measured FROM runs WHERE id = ?", [self.run_id]
+        ).fetchone()
+        import json
+
+        measured = json.loads(row[0]) if row else {}
+        for key, expr in step.report.items():
+            try:
+                measured[key] = round(float(render_obj(expr, self.tctx)), 3)
+            except (TemplateRenderError, TypeError, ValueError) as exc:
+                self.env.bus.publish(
+                    StepOutput(
+                        run_id=self.run_id,
+                        step_id=step.id,
+                        line=f"report {key}: {exc}",
+                        stream="stderr",
+                    )
+                )
+        set_run(self.env.db, None, self.run_id, measured=measured)
+
+
+async def run_attempt(
+    action: Any, rendered: dict[str, Any], ctx: StepContext, step: Step
+) -> Outcome:
+    """One execution of an action under the step's timeout; errors become outcomes."""
+    timeout = step.timeout or getattr(action, "default_timeout", None)
+    ctx.timeout = timeout
+    # The SSH layer enforces its own timeout remotely; ours is only a backstop.
+    guard = timeout + 30 if (timeout and step.action == "ssh") else timeout
+    try:
+        if guard:
+            async with asyncio.timeout(guard):
+                return await action.execute(rendered, ctx)  # type: ignore[no-any-return]
+        return await action.execute(rendered, ctx)  # type: ignore[no-any-return]
+    except TimeoutError:
+        return Outcome("timed_out", {}, "", f"timed out after {timeout:g}s")
+    except NeedsAPerson as exc:
+        return Outcome("failed", {}, "", str(exc))
+    except AuditWriteError:
+        raise
+    except (OpsError, ValueError, OSError) as exc:
+        return Outcome("failed", {}, "", str(exc))
+
+
+def _redacted(value: dict[str, Any]) -> dict[str, Any]:
+    from opsconsole.redact import redact
+
+    return dict(redact(value))

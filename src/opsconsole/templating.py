@@ -1,0 +1,268 @@
+"""Sandboxed Jinja2 rendering for runbooks (and anything else that templates user text).
+
+Three rules keep templated values from becoming commands or leaking:
+
+* every template renders in a :class:`~jinja2.sandbox.SandboxedEnvironment` with
+  :class:`~jinja2.StrictUndefined` (a typo is an error, not an empty string);
+* a ``shell`` command given as a string renders through an environment whose
+  ``finalize`` hook shell-quotes *every* expression output, so a value such as
+  ``x; rm -rf ~`` is one argument, never a command (write ``{{ x }}``, never ``'{{ x }}'``);
+* values read from secret files or secret environment variables are registered with
+  :data:`opsconsole.redact.secrets` the moment they are read.
+
+For dry runs, :class:`Unknown` stands for a value only a real run would produce: it
+renders as ``<unknown: steps.promote.json>`` and raises :class:`UnknownValue` when a
+decision (``if``, a comparison used as a condition, a number conversion) depends on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from opsconsole.errors import OpsError
+from opsconsole.redact import is_secret_key, secrets
+
+__all__ = [
+    "Namespace",
+    "TemplateRenderError",
+    "Unknown",
+    "UnknownValue",
+    "evaluate",
+    "has_unknown",
+    "render",
+    "render_obj",
+    "secret_functions",
+]
+
+UNKNOWN_PREFIX = "<unknown: "
+_SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+
+
+class TemplateRenderError(OpsError):
+    """A template could not be rendered (undefined name, syntax error, sandbox refusal)."""
+
+
+class UnknownValue(Exception):
+    """A decision depends on a value that only a real run produces (dry runs only)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+class Unknown:
+    """Placeholder for a value that only a real run would produce."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __getattr__(self, name: str) -> Unknown:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return Unknown(f"{self.path}.{name}")
+
+    def __getitem__(self, key: Any) -> Unknown:
+        return Unknown(f"{self.path}.{key}" if isinstance(key, str) else f"{self.path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"{UNKNOWN_PREFIX}{self.path}>"
+
+    __repr__ = __str__
+
+    def __bool__(self) -> bool:
+        raise UnknownValue(self.path)
+
+    def __iter__(self) -> Any:
+        raise UnknownValue(self.path)
+
+    def __len__(self) -> int:
+        raise UnknownValue(self.path)
+
+    def __int__(self) -> int:
+        raise UnknownValue(self.path)
+
+    def __float__(self) -> float:
+        raise UnknownValue(self.path)
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def _op(self, *_: Any) -> Unknown:
+        return self
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _op  # type: ignore[assignment]
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _op
+    __truediv__ = __rtruediv__ = __floordiv__ = __mod__ = __neg__ = _op
+
+
+class Namespace:
+    """A mapping whose keys win over method names in templates.
+
+    Jinja looks up ``steps.get`` as an attribute first, which on a dict is the ``get``
+    method; step ids such as ``get``, ``update`` or ``items`` must reach the step.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self._data: dict[str, Any] = dict(data or {})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Namespace({self._data!r})"
+
+
+def has_unknown(value: Any) -> bool:
+    """Whether a rendered value (string or structure) contains an unknown placeholder."""
+    if isinstance(value, Unknown):
+        return True
+    if isinstance(value, str):
+        return UNKNOWN_PREFIX in value
+    if isinstance(value, Mapping):
+        return any(has_unknown(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_unknown(v) for v in value)
+    return False
+
+
+def _shell_finalize(value: Any) -> str:
+    if isinstance(value, Unknown):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return " ".join(shlex.quote(str(v)) for v in value)
+    return shlex.quote(str(value))
+
+
+def _make_env(shell: bool) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_shell_finalize if shell else None,
+    )
+    env.filters["shell_quote"] = lambda v: v if shell else shlex.quote(str(v))
+    return env
+
+
+_ENV = _make_env(shell=False)
+_SHELL_ENV = _make_env(shell=True)
+
+
+def _fail(template: str, exc: Exception) -> TemplateRenderError:
+    shown = template if len(template) <= 120 else template[:117] + "..."
+    return TemplateRenderError(f"template {shown!r}: {exc}")
+
+
+def render(template: str, context: Mapping[str, Any], *, shell: bool = False) -> str:
+    """Render ``template``; with ``shell=True`` every expression output is shell-quoted."""
+    if "{" not in template:
+        return template
+    env = _SHELL_ENV if shell else _ENV
+    try:
+        return env.from_string(template).render(dict(context))
+    except UnknownValue:
+        raise
+    except TemplateError as exc:
+        raise _fail(template, exc) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, OSError) as exc:
+        raise _fail(template, exc) from None
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate one expression (``region != 'x'`` or ``{{ region != 'x' }}``) to a value."""
+    m = _SINGLE_EXPR.match(expression)
+    expr = m["expr"] if m else expression
+    try:
+        value = _ENV.compile_expression(expr.strip(), undefined_to_none=False)(**dict(context))
+    except UnknownValue:
+        raise
+    except TemplateError as exc:
+        raise _fail(expression, exc) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, OSError) as exc:
+        raise _fail(expression, exc) from None
+    if isinstance(value, Undefined):
+        try:
+            str(value)  # raises the UndefinedError with its message
+        except TemplateError as exc:
+            raise _fail(expression, exc) from None
+    return value
+
+
+def render_obj(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string inside a JSON-like structure.
+
+    A string that is exactly one ``{{ expression }}`` keeps the expression's native type
+    (so ``"{{ count }}"`` stays an integer in a JSON body).
+    """
+    if isinstance(value, str):
+        if "{" not in value:
+            return value
+        if _SINGLE_EXPR.match(value) and "{%" not in value:
+            return evaluate(value, context)
+        return render(value, context)
+    if isinstance(value, Mapping):
+        return {k: render_obj(v, context) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_obj(v, context) for v in value]
+    return value
+
+
+def secret_functions(secret_env: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Template globals that read secrets and register them for redaction on the way in.
+
+    ``secret_file(path)`` reads a file (stripped); ``env(NAME, default)`` reads an
+    environment variable, registering it when NAME is listed in the settings'
+    ``secret_env`` or looks secret (TOKEN, PASSWORD, API_KEY...).
+    """
+
+    def secret_file(path: str) -> str:
+        try:
+            value = Path(str(path)).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+        secrets.add(value)
+        return value
+
+    def env(name: str, default: str | None = None) -> str:
+        value = os.environ.get(str(name))
+        if value is None:
+            if default is None:
+                raise ValueError(f"environment variable {name} is not set")
+            return default
+        if name in secret_env or is_secret_key(name):
+            secrets.add(value)
+        return value
+
+    return {"secret_file": secret_file, "env": env}

@@ -1,0 +1,338 @@
+"""The Textual console: one mode per screen, k9s-style keys, a read-only mode.
+
+Build it with :func:`create_app` (tests hand it a temporary database and the demo
+inventory); run it with :func:`run_tui`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+
+from opsconsole.events import Event
+from opsconsole.tui.context import MUTATING_ACTIONS, TuiContext
+from opsconsole.tui.feed import HealthSnapshot
+from opsconsole.tui.runs import RunManager
+from opsconsole.tui.screens.audit import AuditScreen
+from opsconsole.tui.screens.command import CommandLine
+from opsconsole.tui.screens.help import HelpScreen
+from opsconsole.tui.screens.modals import ConfirmModal
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from opsconsole.config import Config
+    from opsconsole.tui.feed import HealthFeed
+
+__all__ = ["SCREENS_ORDER", "OpsConsoleApp", "create_app", "run_tui"]
+
+# mode name -> (key, title, help)
+SCREENS_ORDER: dict[str, tuple[str, str, str]] = {
+    "dashboard": ("1", "Dashboard", "Live health of every region and service"),
+    "runbooks": ("2", "Runbooks", "List, plan and run runbooks; resume interrupted runs"),
+    "incidents": ("3", "Incidents", "Declare and command incidents"),
+    "drills": ("4", "Drills", "DR drill schedule, history and compliance"),
+    "audit": ("5", "Audit", "The audit log: filter, verify"),
+}
+
+
+class HealthUpdated(Message):
+    """A new health snapshot. A newer one replaces it while it waits in the queue, so a
+    busy console drops stale updates instead of lagging behind."""
+
+    def __init__(self, snapshot: HealthSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HealthUpdated)
+
+
+def _dashboard() -> Screen[Any]:
+    from opsconsole.tui.screens.dashboard import DashboardScreen
+
+    return DashboardScreen()
+
+
+def _runbooks() -> Screen[Any]:
+    from opsconsole.tui.screens.runbooks import RunbooksScreen
+
+    return RunbooksScreen()
+
+
+def _incidents() -> Screen[Any]:
+    from opsconsole.tui.screens.incidents import IncidentsScreen
+
+    return IncidentsScreen()
+
+
+def _drills() -> Screen[Any]:
+    from opsconsole.tui.screens.drills import DrillsScreen
+
+    return DrillsScreen()
+
+
+class OpsConsoleApp(App[None]):
+    """The console. ``ctx`` holds config, database and the audit log (interface tui)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "opsconsole"
+    ENABLE_COMMAND_PALETTE = True
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "dashboard": _dashboard,
+        "runbooks": _runbooks,
+        "incidents": _incidents,
+        "drills": _drills,
+        "audit": AuditScreen,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *[
+            Binding(key, f"show('{mode}')", title, show=False)
+            for mode, (key, title, _) in SCREENS_ORDER.items()
+        ],
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("colon", "command", "Cmd", key_display=":"),
+        Binding("escape", "back", "Back", show=False),
+        Binding("q", "quit_console", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        ctx: TuiContext,
+        *,
+        health_feed: HealthFeed | None = None,
+        start: str = "dashboard",
+        animate: bool = True,
+    ) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.health_feed = health_feed
+        self.start_mode = start
+        self.active_runs: set[str] = set()
+        self.runs = RunManager(self)
+        self.last_snapshot: HealthSnapshot | None = None
+        self.dashboard: Any = None  # the dashboard screen, once it exists
+        self.health_updates = 0
+        self._stop_feed = threading.Event()
+        # Engine events arrive on the bus (maybe from a worker thread): hop to the UI loop.
+        ctx.bus.subscribe(self._bus_event)
+        if not animate:
+            self.animation_level = "none"
+
+    def _bus_event(self, event: Event) -> None:
+        if threading.get_ident() == self._thread_id:
+            self.runs.on_event(event)
+        else:
+            self.call_from_thread(self.runs.on_event, event)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        env = ""
+        if self.ctx.config is not None:
+            envs = {r.environment for r in self.ctx.config.inventory.regions.values()}
+            env = "/".join(sorted(envs))
+        parts = [p for p in (env, self.ctx.actor, "READ-ONLY" if self.ctx.read_only else "") if p]
+        self.sub_title = " · ".join(parts)
+        if self.health_feed is None and self.ctx.config is not None:
+            from opsconsole.tui.monitor_feed import make_feed
+
+            self.health_feed = make_feed(self.ctx)
+        if self.health_feed is not None:
+            self._poll(self.health_feed)
+        else:
+            self.last_snapshot = HealthSnapshot(
+                note="no config: pass --config DIR (or run `opsconsole demo`)"
+            )
+        self.switch_mode(self.start_mode)
+
+    def on_unmount(self) -> None:
+        self._stop_feed.set()
+
+    # --- live health ---------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="health-feed", exit_on_error=False)
+    def _poll(self, feed: HealthFeed) -> None:
+        """One poll at a time: the next starts only after the last returned."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        last = HealthSnapshot()
+        while not (worker.is_cancelled or self._stop_feed.is_set()):
+            try:
+                snap = feed.poll(self._stop_feed)
+            except Exception as exc:  # a failing feed must not take the console down
+                snap = HealthSnapshot(
+                    regions=last.regions,
+                    targets=last.targets,
+                    host=last.host,
+                    note=f"health feed error: {exc}",
+                )
+            last = snap
+            self.post_message(HealthUpdated(snap))
+            self._stop_feed.wait(feed.interval)
+
+    def on_health_updated(self, message: HealthUpdated) -> None:
+        before = {r.id for r in self.last_snapshot.down_regions} if self.last_snapshot else set()
+        self.last_snapshot = message.snapshot
+        newly = [r for r in message.snapshot.down_regions if r.id not in before]
+        if newly and self.current_mode != "dashboard":
+            # Seen from any screen, not only the dashboard's banner.
+            names = ", ".join(f"{r.id} ({r.name})" for r in newly)
+            self.notify(
+                f"✖ DOWN: {names}. 1: dashboard, f: fail over", severity="error", timeout=15
+            )
+        self.health_updates += 1
+        if self.dashboard is not None:
+            self.dashboard.apply_snapshot(message.snapshot)
+
+    # --- keys --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.ctx.read_only and action in MUTATING_ACTIONS:
+            return False
+        # While a dialog is open, screen switches and quit wait: a runbook may be asking.
+        modal_open = isinstance(self.screen, ModalScreen)
+        return not (modal_open and action in ("show", "quit_console", "command", "help"))
+
+    def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        from opsconsole.tui.screens.help import binding_rows
+
+        # Listed before the dialog opens: while it is up, screen keys are paused.
+        self.push_screen(HelpScreen(binding_rows(self.screen)))
+
+    def action_command(self) -> None:
+        self.push_screen(CommandLine(), callback=self.run_command)
+
+    def action_back(self) -> None:
+        close_filter = getattr(self.screen, "close_filter", None)
+        if close_filter is not None and close_filter():
+            return
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+        elif self.current_mode != "dashboard":
+            self.switch_mode("dashboard")
+
+    def action_quit_console(self) -> None:
+        if not self.active_runs:
+            self.exit()
+            return
+
+        def answer(yes: object) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(
+            ConfirmModal(
+                f"{len(self.active_runs)} runbook run(s) in progress: "
+                f"{', '.join(sorted(self.active_runs))}.\nQuit anyway? "
+                "Interrupted runs can be resumed from the Runbooks screen.",
+                title="Quit",
+            ),
+            callback=answer,
+        )
+
+    def run_command(self, text: object) -> None:
+        """Run a ``:`` command line (also used by tests)."""
+        if not isinstance(text, str) or not text:
+            return
+        word, _, rest = text.partition(" ")
+        word = word.lower().lstrip(":")
+        for mode in SCREENS_ORDER:
+            if mode.startswith(word) or (word == "inc" and mode == "incidents"):
+                self.action_show(mode)
+                return
+        if word in ("q", "quit", "exit"):
+            self.action_quit_console()
+        elif word in ("h", "help"):
+            self.action_help()
+        elif word == "verify":
+            self.action_show("audit")
+            self.call_after_refresh(self.screen.run_action, "verify")
+        elif word == "failover" and not self.ctx.read_only:
+            self.offer_failover(rest.strip() or None)
+        elif word == "declare" and not self.ctx.read_only:
+            self.action_show("incidents")
+            self.call_after_refresh(self.screen.run_action, "declare_incident")
+        else:
+            self.notify(f"unknown command: {text}", severity="warning")
+
+    def offer_failover(self, region: str | None) -> None:
+        """Open the failover dialog for ``region`` (see the dashboard's ``f`` key)."""
+        from opsconsole.tui.screens.launch import offer_failover
+
+        offer_failover(self, region)
+
+    # --- command palette ---------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for mode, (key, title, help_text) in SCREENS_ORDER.items():
+            yield SystemCommand(f"{title} [{key}]", help_text, lambda m=mode: self.action_show(m))
+        yield SystemCommand(
+            "Verify audit log", "Walk the hash chain", lambda: self.run_command("verify")
+        )
+        if not self.ctx.read_only:
+            yield SystemCommand(
+                "Fail over a region",
+                "Start regional-failover for a region",
+                lambda: self.offer_failover(None),
+            )
+            yield SystemCommand(
+                "Declare incident", "Open the declare form", lambda: self.run_command("declare")
+            )
+        yield SystemCommand("Keys", "Every key binding", self.action_help)
+        yield SystemCommand("Quit", "Leave the console", self.action_quit_console)
+
+
+def create_app(
+    *,
+    config: Config | None,
+    db: sqlite_utils.Database,
+    actor: str | None = None,
+    read_only: bool = False,
+    health_feed: HealthFeed | None = None,
+    audit_key: bytes | None = None,
+    start: str = "dashboard",
+    animate: bool = True,
+) -> OpsConsoleApp:
+    """Build the console over ``db`` and ``config``. Without ``health_feed`` the dashboard
+    runs the health monitor on ``config`` itself."""
+    from opsconsole.audit import AuditLog
+
+    audit = AuditLog(db, actor=actor, interface="tui", key=audit_key)
+    ctx = TuiContext(db=db, audit=audit, config=config, read_only=read_only)
+    return OpsConsoleApp(ctx, health_feed=health_feed, start=start, animate=animate)
+
+
+def run_tui(
+    *,
+    config: Config | None,
+    db_path: Path,
+    actor: str | None = None,
+    read_only: bool = False,
+    audit_key: bytes | None = None,
+) -> None:
+    """Open the database and run the console until the person quits (CLI entry point)."""
+    from opsconsole.store import open_db
+
+    db = open_db(db_path)
+    app = create_app(config=config, db=db, actor=actor, read_only=read_only, audit_key=audit_key)
+    app.ctx.record("tui.session.start", "", {"read_only": read_only})
+    try:
+        app.run()
+    finally:
+        if app.health_feed is not None:
+            app.health_feed.close()
+        app.ctx.record("tui.session.end", "")

@@ -1,0 +1,207 @@
+"""Dashboard: live region x service health, host metrics, open incidents.
+
+The app polls the health feed in a thread worker (see ``OpsConsoleApp._poll``) and hands
+each snapshot to :meth:`DashboardScreen.apply_snapshot`. Nothing here blocks input.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import Footer, Header, Input, Static
+
+from opsconsole.timeutil import utcnow
+from opsconsole.tui.feed import HealthSnapshot, IncidentView
+from opsconsole.tui.screens.base import OpsScreen
+from opsconsole.tui.widgets.common import ago, countdown, state_text
+from opsconsole.tui.widgets.detail import CellDetail, cell_detail_text
+from opsconsole.tui.widgets.grid import HealthGrid
+
+__all__ = ["DashboardScreen"]
+
+
+def _bytes(rate: float | None) -> str:
+    if rate is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if rate < 1000:
+            return f"{rate:.0f}{unit}/s"
+        rate /= 1000
+    return f"{rate:.0f}TB/s"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+class DashboardScreen(OpsScreen):
+    TITLE = "Dashboard"
+    AUTO_FOCUS = "HealthGrid"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "failover", "Fail over"),
+        Binding("enter", "detail", "Detail", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot = HealthSnapshot()
+        self.incidents: list[IncidentView] = []
+        self.updates = 0
+        self.now: datetime | None = None  # fixed time for snapshot tests
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="down-banner")
+        yield Input(
+            placeholder="/ filter: region, service or state (down, degraded)",
+            classes="filter",
+            id="dash-filter",
+        )
+        with Horizontal(id="dash-main"):
+            yield HealthGrid(id="grid")
+            yield Static("", id="side-detail")
+        yield Static("", id="host-panel")
+        yield Static("", id="incident-strip")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#down-banner", Static).display = False
+        self.query_one(HealthGrid).focus()
+        self.app.dashboard = self  # type: ignore[attr-defined]
+        last = self.app.last_snapshot  # type: ignore[attr-defined]
+        if last is not None:
+            self.call_after_refresh(self.apply_snapshot, last)
+        self.refresh_incidents()
+        self.set_interval(1.0, self._tick)
+        self.set_interval(5.0, self.refresh_incidents)
+
+    # --- live updates (the app polls the feed; see OpsConsoleApp._poll) -------------
+
+    def apply_snapshot(self, snap: HealthSnapshot) -> None:
+        self.snapshot = snap
+        grids = self.query(HealthGrid)
+        if not grids:  # not composed yet (or being torn down): drawn on mount
+            return
+        self.updates += 1
+        grid = grids.first(HealthGrid)
+        grid.now = self.now
+        grid.update_snapshot(snap)
+        self._draw_banner()
+        self._draw_host()
+        self._draw_side()
+
+    def _tick(self) -> None:
+        self._draw_incidents()
+        self._draw_banner()
+
+    # --- panels ------------------------------------------------------------------------
+
+    def _draw_banner(self) -> None:
+        banner = self.query_one("#down-banner", Static)
+        down = self.snapshot.down_regions
+        if not down:
+            banner.display = False
+            return
+        now = self.now or utcnow()
+        text = Text()
+        for r in down:
+            text.append(state_text("down"))
+            text.append(f" {r.id} ({r.name}) down for {ago(r.since, now)}", style="bold")
+            if r.standby and not self.ctx.read_only:
+                text.append(f" · f: fail over to {r.standby}")
+            text.append("   ")
+        banner.update(text)
+        banner.display = True
+
+    def _draw_host(self) -> None:
+        host = self.snapshot.host
+        panel = self.query_one("#host-panel", Static)
+        if host is None:
+            panel.update(Text("HOST  no metrics", style="dim"))
+            return
+        text = Text("HOST ", style="bold")
+        text.append(
+            f"cpu {_pct(host.cpu_percent)} · mem {_pct(host.memory_percent)} · "
+            f"disk {_pct(host.disk_percent)} · load/cpu "
+            f"{'-' if host.load_per_cpu is None else f'{host.load_per_cpu:.2f}'} · "
+            f"net ↓{_bytes(host.net_rx_bps)} ↑{_bytes(host.net_tx_bps)}"
+        )
+        for alert in host.alerts:
+            text.append(f"  ▲ {alert}", style="bold yellow")
+        panel.update(text)
+
+    def _draw_side(self) -> None:
+        side = self.query_one("#side-detail", Static)
+        side.display = self.size.width >= 140
+        row = self.query_one(HealthGrid).current_row
+        if side.display and row is not None:
+            side.update(cell_detail_text(row, self.now or utcnow()))
+
+    def refresh_incidents(self) -> None:
+        from opsconsole.tui.incident_feed import open_incidents
+
+        try:
+            self.incidents = open_incidents(self.ctx)
+        except Exception as exc:  # the strip must never break the dashboard
+            self.incidents = []
+            self.query_one("#incident-strip", Static).update(f"INCIDENTS unavailable: {exc}")
+            return
+        self._draw_incidents()
+
+    def _draw_incidents(self) -> None:
+        strip = self.query_one("#incident-strip", Static)
+        now = self.now or utcnow()
+        text = Text("INCIDENTS ", style="bold")
+        if not self.incidents:
+            text.append("none open", style="dim")
+            strip.update(text)
+            return
+        with_due = [i for i in self.incidents if i.deadline_due is not None]
+        nearest = min(with_due, key=lambda i: i.deadline_due) if with_due else None  # type: ignore[arg-type, return-value]
+        text.append(f"{len(self.incidents)} open")
+        if nearest is not None and nearest.deadline_due is not None:
+            text.append(f" · next deadline {nearest.id} {nearest.deadline_name}: ")
+            text.append(countdown(nearest.deadline_due, now))
+        for inc in self.incidents[:3]:
+            text.append(f" · {inc.id} {inc.severity} {inc.status} {inc.title}")
+        strip.update(text)
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "dash-filter":
+            self.query_one(HealthGrid).set_filter(event.value)
+
+    def on_health_grid_highlighted(self, message: HealthGrid.Highlighted) -> None:
+        self._draw_side()
+
+    def on_health_grid_selected(self, message: HealthGrid.Selected) -> None:
+        self.push_screen_detail()
+
+    def action_detail(self) -> None:
+        self.push_screen_detail()
+
+    def push_screen_detail(self) -> None:
+        row = self.query_one(HealthGrid).current_row
+        if row is not None:
+            self.app.push_screen(
+                CellDetail(self, row.region.id, row.target.service if row.target else None)
+            )
+
+    def failover_region(self) -> str | None:
+        """The region ``f`` acts on: the highlighted one if down, else the one down region."""
+        row = self.query_one(HealthGrid).current_row
+        down = self.snapshot.down_regions
+        if row is not None and (row.region.state == "down" or not down):
+            return row.region.id
+        if down:
+            return down[0].id
+        return None
+
+    def action_failover(self) -> None:
+        self.app.offer_failover(self.failover_region())  # type: ignore[attr-defined]

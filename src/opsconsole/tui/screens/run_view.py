@@ -1,0 +1,149 @@
+"""One runbook run, live: step list, streaming output, status; abort and roll back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import Footer, Header, RichLog, Static
+
+from opsconsole.tui.screens.base import OpsScreen
+from opsconsole.tui.widgets.common import state_text
+
+if TYPE_CHECKING:
+    from opsconsole.tui.runs import RunHandle
+
+__all__ = ["RunScreen"]
+
+
+class RunScreen(OpsScreen):
+    """Shows a :class:`RunHandle`; the run goes on if the person leaves (esc)."""
+
+    TITLE = "Run"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x", "abort_run", "Abort"),
+        Binding("a", "approve_run", "Approve"),
+        Binding("u", "resume_run", "Resume"),
+        Binding("b", "rollback_run", "Roll back"),
+    ]
+
+    def __init__(self, handle: RunHandle) -> None:
+        super().__init__()
+        self.handle = handle
+        self._drawn = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="run-status", classes="status-line")
+        with Horizontal(id="run-main"):
+            yield Static("", id="run-steps")
+            yield RichLog(id="run-log", wrap=True, markup=False, max_lines=5000, min_width=20)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.runs.listeners.append(self._changed)  # type: ignore[attr-defined]
+        self.set_interval(1.0, self._draw_status)
+        self._draw()
+
+    def on_unmount(self) -> None:
+        listeners = self.app.runs.listeners  # type: ignore[attr-defined]
+        if self._changed in listeners:
+            listeners.remove(self._changed)
+
+    def _changed(self, handle: RunHandle) -> None:
+        if handle is self.handle:
+            self._draw()
+
+    def _draw(self) -> None:
+        self._draw_status()
+        self._draw_steps()
+        log = self.query_one(RichLog)
+        new = self.handle.logged - self._drawn
+        if new > 0:
+            for line in list(self.handle.log)[-new:]:
+                log.write(line)
+            self._drawn = self.handle.logged
+        self.refresh_bindings()
+
+    def _draw_status(self) -> None:
+        h = self.handle
+        operator = h.operator
+        state = h.status
+        if operator is not None and operator.pending and h.active:
+            state = "waiting"
+        text = Text.assemble(
+            (f"{h.runbook} ", "bold"), (f"run {h.run_id or '…'}  ", "dim"), state_text(state)
+        )
+        if state == "waiting":
+            text.append(f"  {operator.pending}")
+        if h.status == "waiting_approval":
+            text.append(
+                "  another person must approve: opsconsole runbook approve "
+                f"{h.run_id} (or 'a' in their console), then u resumes"
+            )
+        if h.error and not h.active:
+            text.append(f"  {h.error}", style="red")
+        if h.measured:
+            text.append("  " + ", ".join(f"{k} {v:.1f}" for k, v in h.measured.items()))
+        self.query_one("#run-status", Static).update(text)
+
+    def _draw_steps(self) -> None:
+        table = Table(box=None, show_header=False, pad_edge=False, expand=True)
+        table.add_column("state", no_wrap=True, width=10)
+        table.add_column("step", overflow="ellipsis", no_wrap=True)
+        phase = None
+        for line in self.handle.steps.values():
+            if line.phase != phase:
+                phase = line.phase
+                if phase == "rollback":
+                    table.add_row(Text("rollback", style="bold"), "")
+            took = f" {line.duration:.1f}s" if line.duration else ""
+            table.add_row(state_text(line.status), f"{line.id}{took}")
+        self.query_one("#run-steps", Static).update(table)
+
+    # --- actions -------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if super().check_action(action, parameters) is False:
+            return False
+        h = self.handle
+        if action == "abort_run":
+            return h.active and h.worker is not None
+        if action in ("approve_run", "resume_run"):
+            return h.status in ("waiting_approval", "interrupted") and h.run_id is not None
+        if action == "rollback_run":
+            return not h.active and h.run_id is not None and h.status not in ("rolled_back",)
+        return True
+
+    def action_abort_run(self) -> None:
+        """Cancel the run's task: the engine stops the step and asks about rolling back."""
+        if self.handle.worker is not None:
+            self.handle.add_log("■ abort requested")
+            self.handle.worker.cancel()
+            self._draw()
+
+    def action_approve_run(self) -> None:
+        from opsconsole.tui.screens.launch import approve_run
+
+        approve_run(self.app, self.handle.run_id or "")  # type: ignore[arg-type]
+
+    def action_resume_run(self) -> None:
+        from opsconsole.tui.screens.launch import resume_run
+
+        resume_run(self.app, self.handle.run_id or "", handle=self.handle)  # type: ignore[arg-type]
+
+    def action_rollback_run(self) -> None:
+        from opsconsole.tui.screens.launch import rollback_run
+
+        rollback_run(self.app, self.handle.run_id or "", handle=self.handle)  # type: ignore[arg-type]
+
+    @property
+    def status(self) -> str:
+        return self.handle.status
+
+    def result_text(self) -> Any:
+        return self.query_one("#run-status", Static).render()

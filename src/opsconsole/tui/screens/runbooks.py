@@ -1,0 +1,268 @@
+"""Runbooks screen: the runbooks found, their steps, recent runs; run, plan, resume."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+
+from opsconsole.tui.screens.base import OpsScreen
+from opsconsole.tui.widgets.common import local_time, state_text
+
+__all__ = ["RunbooksScreen"]
+
+
+class RunbooksScreen(OpsScreen):
+    TITLE = "Runbooks"
+    AUTO_FOCUS = "#rb-table"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "launch_runbook", "Run"),
+        Binding("p", "plan", "Plan"),
+        Binding("u", "resume_run", "Resume"),
+        Binding("a", "approve_run", "Approve"),
+        Binding("o", "open_run", "Open run"),
+        Binding("tab", "switch_table", "Runbooks/Runs", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.books: list[Any] = []
+        self.runs: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="/ filter runbooks and runs", classes="filter", id="rb-filter")
+        with Horizontal(id="rb-main"):
+            with Vertical(id="rb-left"):
+                yield Label("Runbooks", classes="section")
+                yield DataTable(id="rb-table", cursor_type="row")
+                yield Label("Recent runs (o opens, u resumes)", classes="section")
+                yield DataTable(id="run-table", cursor_type="row")
+            yield Static("", id="rb-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        books = self.query_one("#rb-table", DataTable)
+        books.add_columns("name", "description")
+        runs = self.query_one("#run-table", DataTable)
+        runs.add_columns("run", "runbook", "state", "by", "started")
+        self.reload()
+        self.set_interval(2.0, self.reload_runs)
+        books.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload_runs()
+
+    # --- data ----------------------------------------------------------------------
+
+    def reload(self) -> None:
+        from opsconsole.runbooks import list_runbooks
+
+        text = self.query_one("#rb-filter", Input).value.lower()
+        self.books = [
+            b for b in list_runbooks(self.ctx.config) if text in f"{b.name} {b.description}".lower()
+        ]
+        table = self.query_one("#rb-table", DataTable)
+        table.clear()
+        for b in self.books:
+            desc = f"✖ invalid: {b.error}" if getattr(b, "error", None) else b.description
+            table.add_row(b.name, desc, key=b.name)
+        self.reload_runs()
+        self._detail()
+
+    def reload_runs(self) -> None:
+        from opsconsole.runbooks.state import list_runs
+
+        text = self.query_one("#rb-filter", Input).value.lower()
+        rows = [
+            r
+            for r in list_runs(self.ctx.db, limit=100)
+            if text in f"{r['id']} {r['runbook']} {r['status']} {r['actor']}".lower()
+        ]
+        table = self.query_one("#run-table", DataTable)
+        keep = table.cursor_row
+        if [r["id"] + r["status"] for r in rows] == [r["id"] + r["status"] for r in self.runs]:
+            return
+        self.runs = rows
+        table.clear()
+        for r in rows:
+            table.add_row(
+                r["id"],
+                r["runbook"],
+                state_text(r["status"]),
+                r["actor"],
+                local_time(r["started_at"]),
+                key=r["id"],
+            )
+        if rows:
+            table.move_cursor(row=min(keep, len(rows) - 1))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "rb-filter":
+            self.reload()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "run-table":
+            self.action_open_run()
+        elif not self.ctx.read_only:
+            self.action_launch_runbook()
+        else:
+            self.action_plan()
+
+    def selected_book(self) -> Any | None:
+        table = self.query_one("#rb-table", DataTable)
+        if not self.books or table.cursor_row >= len(self.books):
+            return None
+        return self.books[table.cursor_row]
+
+    def selected_run(self) -> dict[str, Any] | None:
+        table = self.query_one("#run-table", DataTable)
+        if not self.runs or table.cursor_row >= len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    def _detail(self) -> None:
+        detail = self.query_one("#rb-detail", Static)
+        runs_focused = self.focused is not None and self.focused.id == "run-table"
+        if runs_focused and self.selected_run():
+            r = self.selected_run()
+            assert r is not None
+            text = Text.assemble(
+                (f"run {r['id']}\n", "bold"),
+                state_text(r["status"]),
+                f"\n{r['runbook']} by {r['actor']}\nstarted {r['started_at']}\n",
+            )
+            if r.get("error"):
+                text.append(f"{r['error']}\n", style="red")
+            if r.get("measured"):
+                text.append(", ".join(f"{k} {v:.1f}" for k, v in r["measured"].items()))
+            detail.update(text)
+            return
+        book = self.selected_book()
+        if book is None:
+            detail.update("no runbooks found")
+            return
+        detail.update(_render_book(book))
+
+    # --- actions -------------------------------------------------------------------
+
+    def action_switch_table(self) -> None:
+        books, runs = self.query_one("#rb-table"), self.query_one("#run-table")
+        (runs if self.focused is books else books).focus()
+        self._detail()
+
+    def action_launch_runbook(self) -> None:
+        from opsconsole.tui.screens.launch import offer_launch
+
+        book = self.selected_book()
+        if book is not None:
+            offer_launch(self.app, str(book.path), {})  # type: ignore[arg-type]
+
+    def action_plan(self) -> None:
+        from opsconsole.runbooks import load_runbook
+        from opsconsole.tui.screens.launch import LaunchModal
+        from opsconsole.tui.screens.plan import PlanScreen
+
+        book = self.selected_book()
+        if book is None:
+            return
+        rb = load_runbook(book.path)
+
+        def go(answer: object) -> None:
+            if isinstance(answer, tuple):
+                self.app.push_screen(PlanScreen(rb, answer[1]))
+
+        self.app.push_screen(
+            LaunchModal(rb, {}, note="enter or ctrl+d: plan (dry run)"), callback=go
+        )
+
+    def action_open_run(self) -> None:
+        from opsconsole.runbooks.state import get_steps
+        from opsconsole.tui.runs import RunHandle
+        from opsconsole.tui.screens.run_view import RunScreen
+
+        r = self.selected_run()
+        if r is None:
+            return
+        handle = self.app.runs.find(r["id"])  # type: ignore[attr-defined]
+        if handle is None:
+            handle = RunHandle(
+                runbook=r["runbook"],
+                params={},
+                run_id=r["id"],
+                status=r["status"],
+                error=r.get("error"),
+                measured=r.get("measured") or {},
+            )
+            rows = get_steps(self.ctx.db, r["id"])
+            handle.load_steps(rows)
+            for row in rows:
+                if row.output:
+                    handle.add_log(f"── {row.step_id} ({row.status})")
+                    for line in row.output.splitlines()[-50:]:
+                        handle.add_log(f"  {line}")
+        self.app.push_screen(RunScreen(handle))
+
+    def action_resume_run(self) -> None:
+        from opsconsole.tui.screens.launch import resume_run
+
+        r = self.selected_run()
+        if r is None:
+            return
+        if r["status"] not in ("interrupted", "waiting_approval", "running"):
+            self.app.notify(
+                f"run {r['id']} is {r['status']}: nothing to resume", severity="warning"
+            )
+            return
+        resume_run(self.app, r["id"])  # type: ignore[arg-type]
+
+    def action_approve_run(self) -> None:
+        from opsconsole.tui.screens.launch import approve_run
+
+        r = self.selected_run()
+        if r is not None:
+            approve_run(self.app, r["id"])  # type: ignore[arg-type]
+
+
+def _render_book(info: Any) -> Any:
+    from opsconsole.errors import OpsError
+    from opsconsole.runbooks import load_runbook
+
+    try:
+        rb = load_runbook(info.path)
+    except OpsError as exc:
+        return Text(f"✖ {info.path}:\n{exc}", style="red")
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=True)
+    table.add_column("#", width=3)
+    table.add_column("step")
+    table.add_column("action", width=10)
+    for i, s in enumerate(rb.steps, 1):
+        table.add_row(str(i), f"{s.id}: {s.title}", s.action)
+    for i, s in enumerate(rb.rollback, 1):
+        table.add_row(f"R{i}", f"{s.id}: {s.title}", s.action)
+    params = ", ".join(
+        f"{n}{'*' if p.required else ''}={p.default!r}"
+        if p.default is not None
+        else f"{n}{'*' if p.required else ''}"
+        for n, p in rb.params.items()
+    )
+    from rich.console import Group
+
+    head = Text.assemble(
+        (rb.name, "bold"),
+        f"\n{rb.description.strip()}\n",
+        ("params: ", "bold"),
+        params or "none",
+        "\n",
+    )
+    if rb.lock:
+        head.append(f"lock: {rb.lock}\n")
+    return Group(head, table)

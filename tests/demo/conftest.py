@@ -1,0 +1,1 @@
+from tests.demo_fixture import demo, demo_process, demo_thread  # noqa: F401

@@ -1,0 +1,188 @@
+"""The `opsconsole runbook` commands: exit codes, approvals by another person, secrets
+kept out of console output, stored output and the audit log, injection never executes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def _run_id(db_path: Path) -> str:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute("SELECT id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "status"),
+    [
+        ('steps:\n  - {id: a, shell: "true"}\n', 0, "succeeded"),
+        ('steps:\n  - {id: a, shell: "exit 2"}\n', 10, "failed"),
+        ('steps:\n  - {id: a, timeout: 0.5, shell: "sleep 30"}\n', 11, "timed_out"),
+        (
+            'steps:\n  - {id: a, shell: "exit 1", on_failure: rollback}\n'
+            'rollback:\n  - {id: r, shell: "true"}\n',
+            12,
+            "rolled_back",
+        ),
+        ('steps:\n  - {id: a, approval: "ok?"}\n', 13, "waiting_approval"),
+    ],
+)
+def test_run_exit_codes(
+    tmp_path: Path, config_dir: Path, db_path: Path, body: str, code: int, status: str
+) -> None:
+    path = _write(tmp_path, "codes", "name: codes\n" + body)
+    result = cli("--config", str(config_dir), "runbook", "run", path, "--yes")
+    assert result.exit_code == code, result.output
+    assert f": {status}" in result.stderr or status in result.stderr
+    rows = json.loads(cli("runbook", "runs", "--json", "--status", status).stdout)
+    assert len(rows) == 1
+
+
+def test_invalid_runbook_exits_15(tmp_path: Path, config_dir: Path) -> None:
+    path = _write(tmp_path, "bad", "name: bad\nsteps:\n  - {id: a, shel: x}\n")
+    result = cli("--config", str(config_dir), "runbook", "run", path)
+    assert result.exit_code == 15
+    assert f"{path}:3:13: steps[0].shel: unknown field" in result.stderr
+
+
+def test_approval_by_another_person_via_cli(
+    tmp_path: Path, config_dir: Path, db_path: Path
+) -> None:
+    path = _write(
+        tmp_path,
+        "appr",
+        """\
+        name: appr
+        steps:
+          - {id: gate, approval: "change window?"}
+          - {id: act, shell: "echo acted"}
+        """,
+    )
+    cfg = ("--config", str(config_dir))
+    assert cli(*cfg, "--as", "alice", "runbook", "run", path).exit_code == 13
+    run_id = _run_id(db_path)
+    refused = cli(*cfg, "--as", "alice", "runbook", "approve", run_id)
+    assert refused.exit_code == 7
+    assert "cannot approve" in refused.stderr
+    ok = cli(*cfg, "--as", "bob", "runbook", "approve", run_id, "--comment", "go")
+    assert ok.exit_code == 0, ok.output
+    done = cli(*cfg, "--as", "alice", "runbook", "resume", run_id)
+    assert done.exit_code == 0, done.output
+    log = cli("runbook", "log", run_id, "--json")
+    steps = json.loads(log.stdout)["steps"]
+    assert [s["status"] for s in steps] == ["succeeded", "succeeded"]
+    assert "approved by bob: go" in steps[0]["output"]
+    audit = json.loads(cli("audit", "list", "--action", "runbook.approval", "--json").stdout)
+    assert [(e["actor"], e["outcome"]) for e in audit] == [
+        ("alice", "ok"),
+        ("alice", "refused"),
+        ("bob", "ok"),
+    ]
+
+
+def test_secret_never_appears_in_console_db_or_audit(
+    tmp_path: Path, config_dir: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, env_secret, file_secret = "p4ss-w0rd-xyz", "env-t0ken-abc", "f1le-k3y-def"
+    (config_dir / "settings.yaml").write_text("secret_env: [DEPLOY_KEY]\n")
+    monkeypatch.setenv("DEPLOY_KEY", env_secret)
+    (tmp_path / "keyfile").write_text(file_secret + "\n")
+    path = _write(
+        tmp_path,
+        "sec",
+        f"""\
+        name: sec
+        params:
+          password: {{secret: true, required: true}}
+        steps:
+          - id: use
+            shell: >-
+              echo pw={{{{ password }}}} env={{{{ env('DEPLOY_KEY') }}}}
+              file={{{{ secret_file('{tmp_path}/keyfile') }}}}; echo {{{{ password }}}} >&2
+          - id: fail
+            shell: ["sh", "-c", "echo {{{{ password }}}}; exit 3"]
+            on_failure: continue
+        """,
+    )
+    result = cli(
+        "--config", str(config_dir), "runbook", "run", path, "--var", f"password={secret}", "--yes"
+    )
+    plan = cli("--config", str(config_dir), "runbook", "plan", path, "--var", f"password={secret}")
+    assert result.exit_code == 0, result.output
+    run_id = _run_id(db_path)
+    log = cli("runbook", "log", run_id)
+    log_json = cli("runbook", "log", run_id, "--json")
+    export = cli("audit", "export")
+    with sqlite3.connect(db_path) as conn:
+        dump = "\n".join(conn.iterdump())
+    for text in (result.output, plan.output, log.output, log_json.output, export.output, dump):
+        for value in (secret, env_secret, file_secret):
+            assert value not in text
+    assert "pw=*** env=*** file=***" in result.output
+    assert "pw=*** env=*** file=***" in log.output
+
+
+def test_shell_injection_through_params_never_executes(tmp_path: Path, config_dir: Path) -> None:
+    from tests.test_templating import INJECTIONS
+
+    path = _write(
+        tmp_path,
+        "inj",
+        """\
+        name: inj
+        params: {x: {required: true}}
+        steps:
+          - id: echo
+            shell: "printf '%s' {{ x }} > out.txt"
+          - id: argv
+            shell: ["printf", "%s", "{{ x }}"]
+        """,
+    )
+    for payload in INJECTIONS:
+        result = cli(
+            "--config", str(config_dir), "runbook", "run", path, "--var", f"x={payload}", "--yes"
+        )
+        assert result.exit_code == 0, (payload, result.output)
+        assert (tmp_path / "out.txt").read_text() == payload
+        assert not (tmp_path / "PWNED").exists(), payload
+
+
+def test_plan_changes_nothing_and_list_show_validate(
+    tmp_path: Path, config_dir: Path, db_path: Path
+) -> None:
+    rbdir = config_dir / "runbooks"
+    rbdir.mkdir()
+    (rbdir / "mine.yaml").write_text(
+        textwrap.dedent(f"""\
+        name: mine
+        description: a local runbook
+        params: {{who: {{default: me}}}}
+        steps:
+          - {{id: look, check: true, shell: "echo looking"}}
+          - {{id: touch, shell: "touch {tmp_path}/touched"}}
+        """)
+    )
+    cfg = ("--config", str(config_dir))
+    plan = cli(*cfg, "runbook", "plan", "mine")
+    assert plan.exit_code == 0, plan.output
+    assert "looking" in plan.stdout and not (tmp_path / "touched").exists()
+    listing = cli(*cfg, "runbook", "list", "--json")
+    names = {r["name"] for r in json.loads(listing.stdout)}
+    assert {"mine", "regional-failover", "backup-restore", "breach-response"} <= names
+    show = cli(*cfg, "runbook", "show", "mine")
+    assert "look" in show.stdout and "(check)" in show.stdout
+    assert cli(*cfg, "runbook", "validate").exit_code == 0
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from typing import Any
+
+from tests.tui.conftest import wait_for
+
+
+async def test_run_a_runbook_with_a_manual_confirmation(make_app: Any, tui_db: Any) -> None:
+    from opsconsole.audit import query
+    from opsconsole.runbooks.state import get_run
+    from opsconsole.tui.screens.modals import ConfirmModal
+    from opsconsole.tui.screens.run_view import RunScreen
+
+    app = make_app(start="runbooks")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        names = [b.name for b in screen.books]
+        screen.query_one("#rb-table").move_cursor(row=names.index("tui-manual"))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "LaunchModal")
+        await pilot.press(*"eu-central-1")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        # The manual step's instructions are in the confirmation itself.
+        assert "Check the dashboard for eu-central-1" in app.screen.prompt
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, RunScreen) and app.screen.handle.status == "succeeded",
+        )
+        handle = app.screen.handle
+        assert [s.status for s in handle.steps.values()] == ["succeeded"] * 3
+        assert any("hello eu-central-1" in line for line in handle.log)
+        run_id = handle.run_id
+    assert get_run(tui_db, run_id).status == "succeeded"
+    events = query(tui_db, action="runbook.")
+    assert events and {e["interface"] for e in events} == {"tui"}
+
+
+async def test_abort_offers_rollback_choice(make_app: Any, tui_db: Any) -> None:
+    from opsconsole.runbooks.state import get_run
+    from opsconsole.tui.screens.launch import start_runbook
+    from opsconsole.tui.screens.modals import ConfirmModal
+    from opsconsole.tui.screens.run_view import RunScreen
+
+    app = make_app(start="runbooks")
+    async with app.run_test(size=(120, 40)) as pilot:
+        start_runbook(app, "tui-rollback", {})
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        run_screen = app.screen_stack[-2]
+        assert isinstance(run_screen, RunScreen)
+        run_screen.action_abort_run()  # what `x` does on the run view
+        # The stale question goes away and the engine asks about rolling back.
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ConfirmModal) and "Roll back" in app.screen.prompt
+        )
+        await pilot.press("y")
+        await wait_for(pilot, lambda: run_screen.handle.status == "rolled_back")
+        assert run_screen.handle.steps[("rollback", "undo")].status == "succeeded"
+        run_id = run_screen.handle.run_id
+    assert get_run(tui_db, run_id).status == "rolled_back"
+
+
+async def test_read_only_hides_run_actions(make_app: Any) -> None:
+    app = make_app(start="runbooks", read_only=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("r")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "RunbooksScreen"
+        footer_actions = {
+            b.binding.action
+            for b in app.screen.active_bindings.values()
+            if b.enabled and app.screen.check_action(b.binding.action, ())
+        }
+        assert "launch_runbook" not in footer_actions
+        assert "plan" in footer_actions

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -34,9 +35,22 @@ __all__ = [
     "Region",
     "Service",
     "Settings",
+    "TimeZoneName",
     "find_config_dir",
     "load_config",
 ]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+"""An IANA time zone name such as Europe/Berlin, checked on load."""
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME, max_length=64)]
@@ -162,7 +176,7 @@ class Host(Strict):
 
 class Region(Strict):
     name: str = Field(description="human name, e.g. Singapore")
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     standby: Name | None = None
     environment: Literal["production", "staging", "demo", "test"] = "production"
     prometheus_url: AnyHttpUrl | None = Field(
@@ -170,15 +184,6 @@ class Region(Strict):
     )
     services: dict[Name, Service] = Field(default_factory=dict)
     hosts: dict[Name, Host] = Field(default_factory=dict)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @property
     def tz(self) -> ZoneInfo:

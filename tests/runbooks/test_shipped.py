@@ -164,3 +164,28 @@ def test_small_runbooks_for_playbooks(demo: Any) -> None:  # noqa: F811
             _client(demo).request("GET", "/serve/sa-east-1/gateway/healthz")
         result = cli(*cfg, "runbook", "run", *args, "--yes")
         assert result.exit_code == 0, (args, result.output)
+
+
+async def test_regional_failover_runs_unattended_as_a_drill(demo: Any, db_path: Path) -> None:  # noqa: F811
+    from opsconsole.audit import AuditLog
+    from opsconsole.config import load_config
+    from opsconsole.operator import UnattendedOperator
+    from opsconsole.runbooks import RunEnv, find_runbook, load_runbook, rollback_run, start_run
+    from opsconsole.store import open_db
+
+    client = _client(demo)
+    config = load_config(demo.config_dir)
+    db = open_db(db_path)
+    env = RunEnv(db=db, audit=AuditLog(db, actor="scheduler", interface="scheduler"), config=config)
+    rb = load_runbook(find_runbook("regional-failover", config))
+    client.fault("ap-southeast-1", None, "down")
+    result = await start_run(
+        rb, {"region": "ap-southeast-1"}, env=env, operator=UnattendedOperator(), mode="drill"
+    )
+    assert result.status == "succeeded", result.error
+    assert result.measured["rto_seconds"] > 0
+    assert "rpo_seconds" in result.measured
+    client.fault("ap-southeast-1", None, "clear")
+    back = await rollback_run(result.run_id, env=env, operator=UnattendedOperator())
+    assert back.status == "rolled_back", back.error
+    assert client.request("GET", "/routes")["ledger_primary"]["ap-southeast-1"] == "ap-southeast-1"

@@ -87,7 +87,15 @@ def trust(
         "replace": replace,
     }
     state.record("ssh.trust", host, details)  # before the write: fail closed
-    trust_host(host, target, path, key=info, hashed=hashed, replace=replace)
+    try:
+        trust_host(host, target, path, key=info, hashed=hashed, replace=replace)
+    except (OSError, HostKeyChanged) as exc:
+        state.record("ssh.trust", host, {**details, "error": str(exc)}, outcome="failed")
+        if isinstance(exc, HostKeyChanged):
+            raise
+        from opsconsole.errors import OpsError
+
+        raise OpsError(f"cannot write {path}: {exc}") from None
     out.print(f"pinned {info.keytype} {info.fingerprint} for {host} in {path}")
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from opsconsole.config import TimeZoneName
 
 __all__ = [
     "Drill",
@@ -39,16 +41,7 @@ class Schedule(_Strict):
         "6 fields = leading seconds",
     )
     at: datetime | None = Field(None, description="one-off time, ISO-8601")
-    timezone: str = Field("UTC", description="IANA zone the cron expression is read in")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+    timezone: TimeZoneName = Field("UTC", description="IANA zone the cron expression is read in")
 
     @model_validator(mode="after")
     def _one_of(self) -> Schedule:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from opsconsole.config import TimeZoneName
 from opsconsole.errors import NotFoundError, SourceError, SourceLocation
 from opsconsole.incidents.model import ROLES, SEVERITIES
 from opsconsole.yamlsource import Marks, format_field, load_yaml, validate
@@ -45,20 +46,11 @@ class _Strict(BaseModel):
 class Calendar(_Strict):
     """Where and how a jurisdiction counts days."""
 
-    timezone: str = Field(description="IANA zone the jurisdiction's days are counted in")
+    timezone: TimeZoneName = Field(description="IANA zone the jurisdiction's days are counted in")
     weekend: list[Weekday] = Field(default_factory=lambda: ["sat", "sun"])
     holidays: list[dt.date] = Field(
         default_factory=list, description="public holidays (not working days), YYYY-MM-DD"
     )
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @property
     def tz(self) -> ZoneInfo:

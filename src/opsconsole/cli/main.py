@@ -2,54 +2,95 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
+from typer._click import core as click
+from typer.core import TyperGroup
+from typer.models import CommandInfo
 
 from opsconsole import __version__
-from opsconsole.cli import audit as audit_cmd
-from opsconsole.cli import config_cmd, schema_cmd
 from opsconsole.cli import state as state_mod
+
+# Every command, in the order `--help` lists them: name -> (module, attribute). An
+# attribute is a Typer sub-app (a command group) or a function (a single command).
+# Modules are imported, and their commands built, only when that command runs: building
+# all of them up front would double the start-up time of every invocation.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("opsconsole.cli.demo_cmd", "app"),
+    "tui": ("opsconsole.cli.tui_cmd", "tui"),
+    "status": ("opsconsole.cli.health_cmd", "status"),
+    "watch": ("opsconsole.cli.health_cmd", "watch"),
+    "host": ("opsconsole.cli.health_cmd", "host"),
+    "runbook": ("opsconsole.cli.runbook_cmd", "app"),
+    "incident": ("opsconsole.cli.incident_cmd", "app"),
+    "drill": ("opsconsole.cli.drill_cmd", "app"),
+    "scheduler": ("opsconsole.cli.scheduler_cmd", "scheduler"),
+    "ssh": ("opsconsole.cli.ssh_cmd", "app"),
+    "audit": ("opsconsole.cli.audit", "app"),
+    "config": ("opsconsole.cli.config_cmd", "app"),
+    "schema": ("opsconsole.cli.schema_cmd", "app"),
+}
+
+
+def _target(name: str) -> Any:
+    module, attr = COMMANDS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def _plain_help(command: click.Command) -> None:
+    """Sub-apps built on their own would default to Rich help; keep the root's style."""
+    command.rich_markup_mode = None  # type: ignore[attr-defined]
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists every command, builds only the one that is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        target = _target(cmd_name)
+        if isinstance(target, typer.Typer):
+            command: click.Command = typer.main.get_group(target)
+        else:
+            command = typer.main.get_command_from_info(
+                CommandInfo(name=cmd_name, callback=target),
+                pretty_exceptions_short=True,
+                rich_markup_mode=None,
+            )
+        command.name = cmd_name
+        _plain_help(command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            target = _target(name)
+            text = target.info.help if isinstance(target, typer.Typer) else target.__doc__
+            first = (text or "").strip().splitlines()
+            rows.append((name, first[0] if first else ""))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="opsconsole",
+    cls=LazyGroup,
     help="Operations and incident-response console: health, runbooks, incidents, drills, audit.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(schema_cmd.app, name="schema")
-# health (issue 3): status, watch, host; demo deployment + fault injection
-from opsconsole.cli import demo_cmd, health_cmd  # noqa: E402
-
-health_cmd.register(app)
-app.add_typer(demo_cmd.app, name="demo")
-# incidents (issue 5)
-from opsconsole.cli import incident_cmd  # noqa: E402
-
-app.add_typer(incident_cmd.app, name="incident")
-# ssh (issue 4): trust host keys, run commands
-from opsconsole.cli import ssh_cmd  # noqa: E402
-
-app.add_typer(ssh_cmd.app, name="ssh")
-# drills (issue 6): drill definitions, records, report; the scheduler service
-from opsconsole.cli import drill_cmd, scheduler_cmd  # noqa: E402
-
-app.add_typer(drill_cmd.app, name="drill")
-app.command("scheduler")(scheduler_cmd.scheduler)
-# runbooks (issue 4): validate, plan, run, resume, approve
-from opsconsole.cli import runbook_cmd  # noqa: E402
-
-app.add_typer(runbook_cmd.app, name="runbook")
-# tui (issue 7): the Textual console
-from opsconsole.cli import tui_cmd  # noqa: E402
-
-app.command("tui")(tui_cmd.tui)
 
 
 def _version(value: bool) -> None:
@@ -62,12 +103,18 @@ def _version(value: bool) -> None:
 def root(
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Config directory (inventory.yaml, settings.yaml).",
-                     envvar="OPSCONSOLE_CONFIG", show_envvar=True),
+        typer.Option(
+            "--config",
+            help="Config directory (inventory.yaml, settings.yaml).",
+            envvar="OPSCONSOLE_CONFIG",
+            show_envvar=True,
+        ),
     ] = None,
     db: Annotated[
         Path | None,
-        typer.Option("--db", help="SQLite database file.", envvar="OPSCONSOLE_DB", show_envvar=True),
+        typer.Option(
+            "--db", help="SQLite database file.", envvar="OPSCONSOLE_DB", show_envvar=True
+        ),
     ] = None,
     as_: Annotated[
         str | None,

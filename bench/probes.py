@@ -64,7 +64,7 @@ def write_config(directory: Path, urls: list[str], concurrency: int) -> Path:
     import yaml
 
     services = {
-        f"s{i}": {"critical": False, "endpoints": [{"url": u, "timeout_seconds": 10}]}
+        f"s{i}": {"critical": False, "endpoints": [{"url": u, "timeout_seconds": 60}]}
         for i, u in enumerate(urls)
     }
     inv = {"regions": {"bench": {"name": "Bench", "environment": "test", "services": services}}}
@@ -72,7 +72,7 @@ def write_config(directory: Path, urls: list[str], concurrency: int) -> Path:
         "probe": {
             "concurrency": concurrency,
             "per_host_concurrency": concurrency,
-            "timeout_seconds": 10,
+            "timeout_seconds": 60,
             "window": 10,
         }
     }
@@ -97,7 +97,7 @@ async def baseline(
         async def one(u: str) -> bool:
             async with sem:
                 try:
-                    r = await client.get(u, timeout=10)
+                    r = await client.get(u, timeout=60)
                     return r.status_code == 200
                 except httpx.HTTPError:
                     return False

@@ -259,3 +259,9 @@ def test_headless_demo_stops_cleanly_on_sigterm(demo_process: DemoInfo) -> None:
     wait_for(lambda: not (demo_process.state_dir / "demo.json").exists())
     with pytest.raises(httpx.ConnectError):
         httpx.get(demo_process.router_url + "/routes", timeout=5)
+
+
+def test_second_demo_in_the_same_state_dir_is_refused(demo_process: DemoInfo) -> None:
+    res = cli("demo", "--no-ui", "--state-dir", str(demo_process.state_dir))
+    assert res.exit_code == 7
+    assert "already running" in res.output

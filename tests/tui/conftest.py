@@ -58,6 +58,18 @@ rollback:
     shell: ["echo", "undone"]
 """
 
+APPROVAL_RUNBOOK = """\
+name: tui-approval
+description: Needs a second person before it changes anything.
+steps:
+  - id: gate
+    name: Second pair of eyes
+    approval: {message: "ok to proceed?", wait: 0}
+  - id: act
+    name: Act
+    shell: ["echo", "acted"]
+"""
+
 
 def write_config(directory: Path, *, port: int = 9) -> Path:
     """A demo-shaped config directory (four regions, three services each)."""
@@ -84,6 +96,7 @@ def write_config(directory: Path, *, port: int = 9) -> Path:
     (directory / "runbooks").mkdir(exist_ok=True)
     (directory / "runbooks" / "tui-manual.yaml").write_text(MANUAL_RUNBOOK, encoding="utf-8")
     (directory / "runbooks" / "tui-rollback.yaml").write_text(ROLLBACK_RUNBOOK, encoding="utf-8")
+    (directory / "runbooks" / "tui-approval.yaml").write_text(APPROVAL_RUNBOOK, encoding="utf-8")
     return directory
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.tui.conftest import wait_for
+from tests.tui.conftest import plain, wait_for
 
 
 async def test_run_a_runbook_with_a_manual_confirmation(make_app: Any, tui_db: Any) -> None:
@@ -74,3 +74,96 @@ async def test_read_only_hides_run_actions(make_app: Any) -> None:
         }
         assert "launch_runbook" not in footer_actions
         assert "plan" in footer_actions
+
+
+async def test_waiting_for_approval_then_resume_after_another_person_approves(
+    make_app: Any, tui_db: Any
+) -> None:
+    from opsconsole.audit import AuditLog
+    from opsconsole.runbooks import decide_approval
+    from opsconsole.tui.screens.launch import start_runbook
+    from opsconsole.tui.screens.run_view import RunScreen
+
+    app = make_app(start="runbooks")
+    async with app.run_test(size=(120, 40)) as pilot:
+        handle = start_runbook(app, "tui-approval", {})
+        assert handle is not None
+        await wait_for(pilot, lambda: handle.status == "waiting_approval")
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        await wait_for(pilot, lambda: "WAITING APPROVAL" in plain(screen.query_one("#run-status")))
+        # Someone else approves from their terminal (what `runbook approve` calls).
+        decide_approval(
+            tui_db, AuditLog(tui_db, actor="bob"), handle.run_id, approve=True, comment="go"
+        )
+        await pilot.press("u")
+        await wait_for(pilot, lambda: handle.status == "succeeded")
+        assert handle.steps[("main", "act")].status == "succeeded"
+
+
+async def test_resume_an_interrupted_run_from_the_runs_list(make_app: Any, tui_db: Any) -> None:
+    from opsconsole.runbooks.state import get_run
+    from opsconsole.tui.screens.launch import start_runbook
+    from opsconsole.tui.screens.modals import ConfirmModal
+    from opsconsole.tui.screens.run_view import RunScreen
+
+    app = make_app(start="runbooks")
+    async with app.run_test(size=(120, 40)) as pilot:
+        handle = start_runbook(app, "tui-rollback", {})
+        assert handle is not None
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        app.screen_stack[-2].action_abort_run()
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ConfirmModal) and "Roll back" in app.screen.prompt
+        )
+        await pilot.press("n")  # keep what was done: the run stays interrupted, resumable
+        await wait_for(pilot, lambda: handle.status == "interrupted")
+        await pilot.press("escape")
+        runs_screen = app.screen
+        await wait_for(pilot, lambda: any(r["id"] == handle.run_id for r in runs_screen.runs))
+        await pilot.press("tab")
+        index = [r["id"] for r in runs_screen.runs].index(handle.run_id)
+        runs_screen.query_one("#run-table").move_cursor(row=index)
+        await pilot.press("u")
+        # The engine asks whether to re-run the interrupted manual step, then the step
+        # asks again: answer yes to each question until the run ends.
+        questions = 0
+        while not (isinstance(app.screen, RunScreen) and app.screen.handle.status == "succeeded"):
+            await wait_for(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, ConfirmModal)
+                    or (
+                        isinstance(app.screen, RunScreen)
+                        and app.screen.handle.status == "succeeded"
+                    )
+                ),
+            )
+            if isinstance(app.screen, ConfirmModal):
+                questions += 1
+                asked = app.screen
+                await pilot.press("y")
+                await wait_for(pilot, lambda asked=asked: app.screen is not asked)
+        assert 1 <= questions <= 2
+    assert get_run(tui_db, handle.run_id).status == "succeeded"
+
+
+async def test_plan_renders_steps_and_changes_nothing(make_app: Any, tui_db: Any) -> None:
+    from opsconsole.runbooks import load_runbook
+    from opsconsole.runbooks.state import list_runs
+    from opsconsole.tui.screens.plan import PlanScreen
+
+    app = make_app(start="runbooks")
+    async with app.run_test(size=(120, 40)) as pilot:
+        book = next(b for b in app.screen.books if b.name == "tui-manual")
+        app.push_screen(PlanScreen(load_runbook(book.path), {"region": "ap-south-1"}))
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, PlanScreen) and app.screen.query("#plan-status")
+        )
+        screen = app.screen
+        await wait_for(
+            pilot, lambda: "plan of tui-manual" in plain(screen.query_one("#plan-status"))
+        )
+        body = plain(screen.query_one("#plan-body"))
+        assert "hello ap-south-1" in body and "confirm" in body
+    assert list_runs(tui_db) == []

@@ -149,6 +149,7 @@ class Demo:
 
     async def start(self) -> DemoInfo:
         d = self.state_dir
+        self._refuse_if_running(d)
         for sub in ("config", "ledger", "logs", "evidence", "backups"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         router_sock = _bind()
@@ -196,6 +197,28 @@ class Demo:
         await asyncio.to_thread(self._ensure_db, info)
         self._write_meta(info)
         return info
+
+    @staticmethod
+    def _refuse_if_running(d: Path) -> None:
+        """Two demos in one state directory would write the same ledgers and files."""
+        from opsconsole.errors import ExitCode, OpsError
+
+        try:
+            pid = int(json.loads((d / "demo.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if pid == os.getpid():
+            return
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return  # left behind by a demo that did not stop cleanly
+        except PermissionError:
+            pass
+        raise OpsError(
+            f"a demo is already running in {d} (pid {pid}); stop it or use another --state-dir",
+            exit_code=ExitCode.CONFLICT,
+        )
 
     def _write_files(self, info: DemoInfo) -> None:
         _write_private(info.api_key_file, self.sim.api_key + "\n")

@@ -192,7 +192,10 @@ class OpsConsoleApp(App[None]):
             )
         self.health_updates += 1
         if self.dashboard is not None:
-            self.dashboard.apply_snapshot(message.snapshot)
+            if self.current_mode == "dashboard":
+                self.dashboard.apply_snapshot(message.snapshot)
+            else:  # not visible: drawn when the person comes back (on_screen_resume)
+                self.dashboard.stale = True
 
     # --- keys --------------------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class OpsConsoleApp(App[None]):
         if self.ctx.read_only and action in MUTATING_ACTIONS:
             return False
         # While a dialog is open, screen switches and quit wait: a runbook may be asking.
-        modal_open = isinstance(self.screen, ModalScreen)
+        modal_open = isinstance(self.screen, ModalScreen | HelpScreen)
         return not (modal_open and action in ("show", "quit_console", "command", "help"))
 
     def action_show(self, mode: str) -> None:

@@ -52,6 +52,7 @@ class DashboardScreen(OpsScreen):
         self.snapshot = HealthSnapshot()
         self.incidents: list[IncidentView] = []
         self.updates = 0
+        self.stale = False
         self.now: datetime | None = None  # fixed time for snapshot tests
 
     def compose(self) -> ComposeResult:
@@ -82,7 +83,12 @@ class DashboardScreen(OpsScreen):
 
     # --- live updates (the app polls the feed; see OpsConsoleApp._poll) -------------
 
+    def on_screen_resume(self) -> None:
+        if self.stale and self.app.last_snapshot is not None:  # type: ignore[attr-defined]
+            self.apply_snapshot(self.app.last_snapshot)  # type: ignore[attr-defined]
+
     def apply_snapshot(self, snap: HealthSnapshot) -> None:
+        self.stale = False
         self.snapshot = snap
         grids = self.query(HealthGrid)
         if not grids:  # not composed yet (or being torn down): drawn on mount

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
+from textual.screen import Screen
 from textual.widgets import Label, Static
 
-from opsconsole.tui.screens.base import OpsModal
-
-if TYPE_CHECKING:
-    from textual.screen import Screen
+from opsconsole.tui.screens.base import ReadOnlyMixin
 
 __all__ = ["HelpScreen", "binding_rows"]
 
@@ -37,29 +35,34 @@ def binding_rows(screen: Screen[object]) -> list[tuple[str, str, str]]:
     return rows
 
 
-class HelpScreen(OpsModal):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
+class HelpScreen(ReadOnlyMixin, Screen[None]):
+    """Full-screen, as in k9s: cheap to open however busy the dashboard beneath is."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "app.pop_screen", "Close")
+    ]
 
     def __init__(self, rows: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.rows = rows
 
     def compose(self) -> ComposeResult:
-        table = Table(box=None, expand=True, pad_edge=False)
-        table.add_column("key", style="bold", no_wrap=True)
-        table.add_column("does")
-        table.add_column("where", style="dim")
+        width = max((len(k) for k, _, _ in self.rows), default=4) + 2
+        text = Text()
+        text.append("Screens: ", style="bold")
+        text.append("1 dashboard · 2 runbooks · 3 incidents · 4 drills · 5 audit\n")
+        text.append(": ", style="bold")
+        text.append(
+            "command mode (dashboard, runbooks, incidents, drills, audit, "
+            "failover REGION, declare, verify, quit) · ctrl+p palette\n"
+        )
+        if self.ctx.read_only:
+            text.append("READ-ONLY: actions that change things are hidden\n", style="bold")
+        text.append("\n")
         for key, label, where in self.rows:
-            table.add_row(key, label, where)
-        mode = "\nREAD-ONLY: actions that change things are hidden" if self.ctx.read_only else ""
-        with Vertical(classes="dialog wide"):
-            yield Label("Keys", classes="dialog-title")
-            with VerticalScroll(classes="dialog-body"):
-                yield Static(
-                    "Screens: 1 dashboard · 2 runbooks · 3 incidents · 4 drills · 5 audit\n"
-                    ": command mode (dashboard, runbooks, incidents, drills, audit, "
-                    "failover REGION, declare, verify, quit) · ctrl+p palette" + mode,
-                    markup=False,
-                )
-                yield Static(table)
-            yield Label("esc / ? close", classes="dialog-hint")
+            text.append(key.ljust(width), style="bold")
+            text.append(label)
+            text.append(f"  ({where})\n", style="dim")
+        yield Label("Keys — esc or ? closes", classes="dialog-title")
+        with VerticalScroll():
+            yield Static(text)

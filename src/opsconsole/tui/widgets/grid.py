@@ -7,17 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from rich.console import RenderableType
-from rich.table import Table
-from rich.text import Text
+from rich.segment import Segment
+from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
 from opsconsole.timeutil import utcnow
 from opsconsole.tui.feed import HealthSnapshot, RegionView, TargetView
-from opsconsole.tui.widgets.common import ago, sparkline, state_text
+from opsconsole.tui.widgets.common import STATE_STYLE, ago, sparkline
 
 __all__ = ["GridRow", "HealthGrid"]
 
@@ -109,6 +109,7 @@ class HealthGrid(Widget, can_focus=True):
                     self.cursor = i
                     break
         self.cursor = max(0, min(self.cursor, len(rows) - 1))
+        self._clamp()
         self.refresh()
 
     @property
@@ -130,78 +131,126 @@ class HealthGrid(Widget, can_focus=True):
         row = self.current_row
         if row is not None and old != new:
             self.post_message(self.Highlighted(row))
+        self._clamp()
         self.refresh()
 
     # --- drawing ------------------------------------------------------------------
+    # Line API: each refresh builds only the visible lines as plain segments (a Rich
+    # Table of the same rows costs ten times more, measured with bench/tui.py).
 
-    def render(self) -> RenderableType:
-        now = self.now or utcnow()
+    def _layout(self) -> tuple[int, bool]:
         width = self.size.width or 80
+        wide = width >= 100
+        fixed = 16 + 11 + 6 + 6 + 6 + 7 + 7 + (33 if wide else 0)
+        return max(4, min(60, width - fixed - 1)), wide
+
+    def _clamp(self) -> None:
         visible = max(1, (self.size.height or 20) - 1)
         if self.cursor < self.offset_row:
             self.offset_row = self.cursor
         elif self.cursor >= self.offset_row + visible:
             self.offset_row = self.cursor - visible + 1
         self.offset_row = max(0, min(self.offset_row, max(0, len(self.rows) - visible)))
-        wide = width >= 100
-        # fixed columns: region/service 16, state 11, p50 6, p95 6, avail 6, since 7 (+ gaps)
-        fixed = 16 + 11 + 6 + 6 + 6 + 7 + 6 + (33 if wide else 0)
-        hist = max(4, min(60, width - fixed - 1))
-        table = Table(
-            box=None,
-            padding=(0, 1, 0, 0),
-            show_header=True,
-            header_style="bold",
-            expand=False,
-            pad_edge=False,
-            show_edge=False,
-        )
-        table.add_column("REGION/SERVICE", width=16, no_wrap=True)
-        table.add_column("STATE", width=11, no_wrap=True)
-        table.add_column("p50", width=6, justify="right", no_wrap=True)
-        table.add_column("p95", width=6, justify="right", no_wrap=True)
-        table.add_column("AVAIL", width=6, justify="right", no_wrap=True)
-        table.add_column("HISTORY", width=hist, no_wrap=True)
-        table.add_column("SINCE", width=7, no_wrap=True)
-        if wide:
-            table.add_column("LAST ERROR", width=32, no_wrap=True, overflow="ellipsis")
-        if not self.rows:
-            table.add_row(Text(self.snapshot.note or "waiting for the first sweep…", style="dim"))
-        for index in range(self.offset_row, min(len(self.rows), self.offset_row + visible)):
-            row = self.rows[index]
-            style = (
-                "reverse"
-                if index == self.cursor and self.has_focus
-                else ("underline" if index == self.cursor else "")
-            )
-            table.add_row(*self._cells(row, now, hist, wide), style=style)
-        return table
 
-    def _cells(self, row: GridRow, now: datetime, hist: int, wide: bool) -> list[RenderableType]:
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        hist, wide = self._layout()
+        if y == 0:
+            cols = ["REGION/SERVICE", "STATE", "p50", "p95", "AVAIL", "HISTORY", "SINCE"]
+            if wide:
+                cols.append("LAST ERROR")
+            return self._strip(
+                list(zip(cols, [_BOLD] * len(cols), strict=True)), hist, wide, width, None
+            )
+        index = self.offset_row + y - 1
+        if not self.rows:
+            if y == 1:
+                note = self.snapshot.note or "waiting for the first sweep…"
+                return Strip([Segment(note[:width], _DIM)]).extend_cell_length(width)
+            return Strip.blank(width)
+        if index >= len(self.rows):
+            return Strip.blank(width)
+        row_style = None
+        if index == self.cursor:
+            row_style = _CURSOR if self.has_focus else _UNDERLINE
+        return self._strip(
+            self._cells(self.rows[index], self.now or utcnow(), hist, wide),
+            hist,
+            wide,
+            width,
+            row_style,
+        )
+
+    def _strip(
+        self,
+        cells: list[tuple[str, Style | None]],
+        hist: int,
+        wide: bool,
+        width: int,
+        row_style: Style | None,
+    ) -> Strip:
+        widths = [16, 11, 6, 6, 6, hist, 7] + ([32] if wide else [])
+        right = {2, 3, 4}
+        segments: list[Segment] = []
+        for i, (text, style) in enumerate(cells):
+            w = widths[i]
+            if len(text) > w:
+                text = text[: w - 1] + "…"
+            text = text.rjust(w) if i in right else text.ljust(w)
+            if row_style is not None:
+                style = row_style if style is None else style + row_style
+            segments.append(Segment(text, style))
+            segments.append(Segment(" ", row_style))
+        return Strip(list(Segment.simplify(segments))).crop_extend(0, width, row_style)
+
+    def _cells(
+        self, row: GridRow, now: datetime, hist: int, wide: bool
+    ) -> list[tuple[str, Style | None]]:
         region, t = row.region, row.target
         if t is None:
-            name = Text(region.id, style="bold")
-            extra = [""] if wide else []
             label = region.name + (f" ⇄ {region.standby}" if region.standby else "")
-            return [
-                name,
-                state_text(region.state),
-                "",
-                "",
-                "",
-                Text(label, style="dim"),
-                ago(region.since, now),
-                *extra,
+            cells = [
+                (region.id, _BOLD),
+                _state(region.state),
+                ("", None),
+                ("", None),
+                ("", None),
+                (label, _DIM),
+                (ago(region.since, now), None),
             ]
-        cells: list[RenderableType] = [
-            Text("  " + t.service),
-            state_text(t.state),
-            _ms(t.p50_ms),
-            _ms(t.p95_ms),
-            _pct(t.availability),
-            sparkline(t.history, hist),
-            ago(t.since, now),
+            return cells + ([("", None)] if wide else [])
+        cells = [
+            ("  " + t.service, None),
+            _state(t.state),
+            (_ms(t.p50_ms), None),
+            (_ms(t.p95_ms), None),
+            (_pct(t.availability), None),
+            (sparkline(t.history, hist), None),
+            (ago(t.since, now), None),
         ]
         if wide:
-            cells.append(Text(t.last_error or "", style="red"))
+            cells.append((t.last_error or "", _RED))
         return cells
+
+    def on_resize(self) -> None:
+        self._clamp()
+        self.refresh()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+
+_BOLD = Style(bold=True)
+_DIM = Style(dim=True)
+_RED = Style(color="red")
+_CURSOR = Style(reverse=True)
+_UNDERLINE = Style(underline=True)
+_STATE_STYLES: dict[str, Style] = {k: Style.parse(v[2]) for k, v in STATE_STYLE.items()}
+
+
+def _state(state: str) -> tuple[str, Style | None]:
+    symbol, word, _ = STATE_STYLE.get(state, ("?", state, ""))
+    return f"{symbol} {word}", _STATE_STYLES.get(state)

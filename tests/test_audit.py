@@ -371,8 +371,34 @@ def test_cli_export_jsonl_and_csv(db_path: Path, tmp_path: Path) -> None:
     assert len(csv_out) == 6  # header + 3 + two export records
 
 
+def test_cli_export_to_an_unwritable_path_is_one_error_line(tmp_path: Path) -> None:
+    result = cli("audit", "export", "--out", str(tmp_path))  # a directory
+    assert result.exit_code == ExitCode.FAILED
+    assert result.stderr.strip() == f"error: cannot write {tmp_path}: Is a directory"
+    result = cli("audit", "export", "--out", str(tmp_path / "missing" / "audit.jsonl"))
+    assert result.exit_code == ExitCode.FAILED
+    assert "No such file or directory" in result.stderr
+
+
 def test_as_records_the_os_user_too(db_path: Path) -> None:
     cli("--as", "incident-commander", "audit", "export")
     row = next(iter(open_db(db_path).query("SELECT actor, details FROM audit_events")))
     assert row["actor"] == "incident-commander"
     assert "os_user" in json.loads(row["details"])
+
+
+@pytest.mark.parametrize("content", [None, b"  \n"], ids=["missing", "empty"])
+def test_unreadable_audit_key_file_is_a_config_error(tmp_path: Path, content: bytes | None) -> None:
+    import shutil
+
+    cfg = tmp_path / "cfg"
+    shutil.copytree(Path(SRC).parent / "config", cfg)
+    key = tmp_path / "audit.key"
+    if content is not None:
+        key.write_bytes(content)
+    with (cfg / "settings.yaml").open("a") as fh:
+        fh.write(f"audit_key_file: {key}\n")
+    for args in (["config", "check"], ["audit", "export"]):
+        result = cli("--config", str(cfg), *args)
+        assert result.exit_code == ExitCode.CONFIG, result.output
+        assert f"error: {key}: settings.audit_key_file: " in result.stderr

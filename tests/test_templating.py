@@ -96,3 +96,13 @@ def test_unknown_renders_as_placeholder_and_decisions_on_it_raise() -> None:
     with pytest.raises(UnknownValue) as err:
         evaluate("steps.a.rc == 0 and true", ctx)
     assert err.value.path == "steps.a.rc"
+
+
+def test_syntax_error_names_the_problem_without_rendering() -> None:
+    from opsconsole.templating import syntax_error
+
+    assert syntax_error("echo {{ region }}") is None
+    assert syntax_error("awk '{print $1}'") is None
+    assert syntax_error("echo {{ region }") == "template syntax error: unexpected '}'"
+    assert syntax_error("{{ x == }}", expression=True) is not None
+    assert syntax_error("region != 'x'", expression=True) is None

@@ -36,7 +36,13 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from opsconsole.errors import AuditWriteError, OpsError, StoreError
+from opsconsole.errors import (
+    AuditWriteError,
+    ConfigError,
+    OpsError,
+    SourceLocation,
+    StoreError,
+)
 from opsconsole.redact import redact
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
@@ -74,12 +80,15 @@ def load_key(key_file: Path | None = None) -> bytes | None:
     if env:
         return env.encode()
     if key_file is not None:
+        # A configuration problem (exit 3), named by the settings field that points here.
+        where = SourceLocation(str(key_file))
         try:
             data = key_file.read_bytes().strip()
         except OSError as exc:
-            raise OpsError(f"cannot read audit key file {key_file}: {exc}") from None
+            reason = f"cannot read: {exc.strerror or exc}"
+            raise ConfigError([(where, "settings.audit_key_file", reason)]) from None
         if not data:
-            raise OpsError(f"audit key file {key_file} is empty")
+            raise ConfigError([(where, "settings.audit_key_file", "the key file is empty")])
         return data
     return None
 

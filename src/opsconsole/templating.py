@@ -40,6 +40,7 @@ __all__ = [
     "render",
     "render_obj",
     "secret_functions",
+    "syntax_error",
 ]
 
 UNKNOWN_PREFIX = "<unknown: "
@@ -218,6 +219,23 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         except TemplateError as exc:
             raise _fail(expression, exc) from None
     return value
+
+
+def syntax_error(text: str, *, expression: bool = False) -> str | None:
+    """Why ``text`` cannot be a template (or, with ``expression``, an expression); None if it can.
+
+    Lets a loader report a typo such as ``{{ region }`` when the file is checked, not when
+    the step that holds it runs (after earlier steps have already changed things).
+    """
+    try:
+        if expression or (_SINGLE_EXPR.match(text) and "{%" not in text):
+            m = _SINGLE_EXPR.match(text)
+            _ENV.compile_expression((m["expr"] if m else text).strip())
+        elif "{" in text:
+            _ENV.parse(text)
+    except TemplateError as exc:
+        return f"template syntax error: {getattr(exc, 'message', None) or exc}"
+    return None
 
 
 def render_obj(value: Any, context: Mapping[str, Any]) -> Any:

@@ -26,7 +26,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text)
     if not m:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 3d)")
-    return timedelta(seconds=float(m[1]) * _UNITS[m[2].lower()])
+    try:
+        return timedelta(seconds=float(m[1]) * _UNITS[m[2].lower()])
+    except OverflowError:
+        raise ValueError(f"not a duration: {text!r} is too long") from None
 
 
 def parse_when(text: str, *, now: datetime | None = None) -> datetime:
@@ -37,13 +40,19 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
         return now
     rel = raw.lower().removesuffix("ago").strip().removeprefix("-").strip()
     if _DURATION.match(rel):
-        return now - parse_duration(rel)
+        try:
+            return now - parse_duration(rel)
+        except OverflowError:
+            raise ValueError(f"not a time: {text!r} is before year 1") from None
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
             f"not a time: {text!r} (use ISO-8601 like 2026-11-28T14:05:00+01:00, or 2h ago)"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.astimezone(UTC)
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"not a time: {text!r} is out of range") from None

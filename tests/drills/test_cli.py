@@ -81,7 +81,9 @@ def test_add_refuses_production_target_without_allow_production(
         "--kind",
         "live",
         "--runbook",
-        "r",
+        "quick-recovery",
+        "--param",
+        "region=prod-c",
         "--target",
         "prod-c",
         "--owner",
@@ -116,6 +118,32 @@ def test_add_with_invalid_values_names_the_field_and_writes_nothing(drill_config
     assert "drills.x.schedule" in res.output and "invalid cron" in res.output
     assert "Traceback" not in res.output
     assert not (drill_config / "drills.yaml").exists()
+
+
+def test_add_refuses_unknown_runbook_or_params_and_writes_nothing(
+    drill_config: Path, db_path: Path
+) -> None:
+    c = ["--config", str(drill_config), "drill", "add", "x", "--plan", "p", "--kind", "live"]
+    c += ["--target", "demo-a", "--owner", "o", "--cron", "0 3 * * *"]
+    res = cli(*c, "--runbook", "no-such-runbook")
+    assert res.exit_code == 4, res.output
+    assert "no runbook named 'no-such-runbook'" in res.output
+    res = cli(*c, "--runbook", "quick-recovery", "--param", "regoin=demo-a")
+    assert res.exit_code == 1, res.output
+    assert "unknown parameter(s) regoin for runbook quick-recovery" in res.output
+    res = cli(*c, "--runbook", "quick-recovery")
+    assert res.exit_code == 1, res.output
+    assert "parameter region is required" in res.output
+    assert "Traceback" not in res.output
+    assert not (drill_config / "drills.yaml").exists()
+    assert _audit(db_path, "drill.add") == []
+
+
+def test_review_with_a_bad_time_is_a_usage_error(drill_config: Path) -> None:
+    c = ["--config", str(drill_config)]
+    res = cli(*c, "drill", "review", "payments-bcp", "--notes", "n", "--at", "yesterday")
+    assert res.exit_code == 2, res.output
+    assert "not a time: 'yesterday'" in res.output
 
 
 def test_record_tabletop_review_history_and_followups(drill_config: Path, db_path: Path) -> None:

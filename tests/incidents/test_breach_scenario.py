@@ -181,3 +181,33 @@ def test_done_when_cli_flow(tmp_path: Path, example_config: Path) -> None:
 
     listed = cli(*base, "incident", "list", "--open", "--json")
     assert [i["id"] for i in json.loads(listed.stdout)] == [iid]
+
+
+def test_cli_decide_names_the_playbook_decisions_when_no_clock_is_anchored(
+    config_dir: Path,
+) -> None:
+    base = ("--config", str(config_dir), "incident")
+    declared = cli(
+        *base, "declare", "--severity", "SEV1", "--category", "data-breach", "--title", "t"
+    )
+    iid = re.search(r"declared (INC-\d{4}-\d{4})", declared.stdout).group(1)  # type: ignore[union-attr]
+    typo = cli(*base, "decide", iid, "notifable", env={"COLUMNS": "200"})
+    assert typo.exit_code == 0, typo.output
+    assert (
+        "no clock is anchored on 'notifable'; this playbook's decisions: notifiable" in typo.stdout
+    )
+    right = cli(*base, "decide", iid, "notifiable", env={"COLUMNS": "200"})
+    assert "clock started" in right.stdout and "no clock is anchored" not in right.stdout
+
+
+def test_cli_report_to_an_unwritable_path_is_one_error_line(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    base = ("--config", str(config_dir), "incident")
+    declared = cli(
+        *base, "declare", "--severity", "SEV2", "--category", "data-breach", "--title", "t"
+    )
+    iid = re.search(r"declared (INC-\d{4}-\d{4})", declared.stdout).group(1)  # type: ignore[union-attr]
+    result = cli(*base, "report", iid, "--out", str(tmp_path))  # a directory
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: cannot write {tmp_path}: Is a directory"

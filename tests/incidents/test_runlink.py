@@ -166,3 +166,21 @@ def test_cli_task_start_with_run_launches_and_links(linked_config: Path, tmp_pat
 
     task = next(t for t in json.loads(shown.stdout)["tasks"] if t["id"] == "isolate")
     assert task["run_status"] == "succeeded" and task["run_id"]
+
+
+def test_cli_task_started_without_run_can_launch_its_runbook_later(
+    linked_config: Path, tmp_path: Path
+) -> None:
+    base = ("--config", str(linked_config), "incident")
+    declared = cli(*base, "declare", "--title", "t", "--severity", "SEV2", "--category", "linked")
+    iid = declared.stdout.split()[1]
+    started = cli(*base, "task", iid, "isolate", "start")  # no tty: it only says how
+    assert started.exit_code == 0, started.output
+    said = " ".join(started.stdout.split())  # the console wraps long lines
+    assert f"opsconsole incident task {iid} isolate start --run" in said
+    launched = cli(*base, "task", iid, "isolate", "start", "--run", "--yes")
+    assert launched.exit_code == 0, launched.output
+    assert ": succeeded" in launched.stdout
+    assert (tmp_path / "isolated.txt").exists()
+    again = cli(*base, "task", iid, "plain", "start")
+    assert cli(*base, "task", iid, "plain", "start", "--run").exit_code == 7, again.output

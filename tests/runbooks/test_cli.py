@@ -57,6 +57,38 @@ def test_invalid_runbook_exits_15(tmp_path: Path, config_dir: Path) -> None:
     assert f"{path}:3:13: steps[0].shel: unknown field" in result.stderr
 
 
+def test_run_linked_to_an_unknown_incident_is_refused_before_it_starts(
+    tmp_path: Path, config_dir: Path, db_path: Path
+) -> None:
+    path = _write(tmp_path, "linked", 'name: linked\nsteps:\n  - {id: a, shell: "true"}\n')
+    c = ("--config", str(config_dir), "runbook", "run", path, "--yes")
+    result = cli(*c, "--incident", "INC-2099-0042")
+    assert result.exit_code == 4, result.output
+    assert "no incident INC-2099-0042" in result.stderr
+    assert json.loads(cli("runbook", "runs", "--json").stdout) == []
+    declared = cli(
+        "--config",
+        str(config_dir),
+        "incident",
+        "declare",
+        "--title",
+        "t",
+        "--severity",
+        "SEV3",
+        "--category",
+        "system-failure",
+    )
+    iid = declared.stdout.split()[1]
+    assert cli(*c, "--incident", iid.lower()).exit_code == 0
+    assert json.loads(cli("runbook", "runs", "--json").stdout)[0]["incident_id"] == iid
+
+
+def test_runs_with_an_unknown_status_is_a_usage_error() -> None:
+    result = cli("runbook", "runs", "--status", "sucess")
+    assert result.exit_code == 2, result.output
+    assert "'sucess' is not a run status; use running, succeeded" in result.output
+
+
 def test_approval_by_another_person_via_cli(
     tmp_path: Path, config_dir: Path, db_path: Path
 ) -> None:

@@ -145,7 +145,13 @@ def export_(
         for line in lines:
             sys.stdout.write(line)
         return
-    with out.open("w", encoding="utf-8", newline="") as fh:
+    try:
+        fh = out.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        from opsconsole.errors import OpsError
+
+        raise OpsError(f"cannot write {out}: {exc.strerror or exc}") from None
+    with fh:
         n = -1 if format is Format.csv else 0
         for line in lines:
             fh.write(line)

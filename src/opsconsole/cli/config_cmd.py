@@ -17,6 +17,7 @@ def check(
 ) -> None:
     """Validate inventory.yaml and settings.yaml; summarise regions, services, endpoints, hosts."""
     cfg = state.config()
+    state.audit_key()  # an unreadable or empty audit_key_file is a configuration error too
     inv = cfg.inventory
     rows = []
     for rid, region in inv.regions.items():

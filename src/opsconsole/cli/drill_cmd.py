@@ -10,7 +10,9 @@ import typer
 from opsconsole.cli.state import console, print_json, state
 
 if TYPE_CHECKING:
+    from opsconsole.config import Config
     from opsconsole.drills.loader import LoadedDrills
+    from opsconsole.drills.model import Drill
     from opsconsole.drills.store import DrillRun
 
 app = typer.Typer(
@@ -56,6 +58,8 @@ def _save(name: str, fields: dict[str, Any], *, create: bool) -> None:
         refused = check_target(drill, config.inventory)
         if refused:
             raise ProductionRefused(f"{name}: {refused}")
+        if drill.runbook:
+            _check_runbook(drill, config)
         audit.record(
             "drill.add" if create else "drill.edit",
             name,
@@ -69,6 +73,17 @@ def _save(name: str, fields: dict[str, Any], *, create: bool) -> None:
     typer.echo(
         f"{'added' if create else 'updated'} drill {name} in {loaded.path}: {drill.kind}, {sched}"
     )
+
+
+def _check_runbook(drill: Drill, config: Config) -> None:
+    """Refuse a runbook that cannot be found or loaded, or params it would reject at run time.
+
+    Otherwise the mistake only shows when the scheduler runs the drill, unattended.
+    """
+    from opsconsole.runbooks import find_runbook, load_runbook
+    from opsconsole.runbooks.context import coerce_params
+
+    coerce_params(load_runbook(find_runbook(drill.runbook, config)), dict(drill.params))
 
 
 # Options shared by add and edit.
@@ -328,7 +343,10 @@ def review(
     from opsconsole.drills.records import record_review
     from opsconsole.timeutil import parse_when
 
-    when = parse_when(at) if at else None
+    try:
+        when = parse_when(at) if at else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--at") from None
     record_review(state.db(), state.audit(), plan, notes, when)
     typer.echo(f"recorded review of plan {plan}")
 

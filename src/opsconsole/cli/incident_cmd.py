@@ -269,13 +269,20 @@ def task(
 ) -> None:
     """Move a playbook task; a task with a runbook offers to run it and links the run."""
     svc = _svc()
-    t = svc.task(incident_id, task_id, action, note)
-    console().print(f"{incident_id.upper()}: task {t.id} {t.status}")
+    current = svc.get(incident_id).task(task_id) if action == "start" and run else None
+    if current is not None and current.status == "in_progress" and current.runbook:
+        t = current  # started earlier without --run (as the hint below says): launch it now
+    else:
+        t = svc.task(incident_id, task_id, action, note)
+        console().print(f"{incident_id.upper()}: task {t.id} {t.status}")
     if action != "start" or not t.runbook:
         return
     if run is None:
         if not sys.stdin.isatty():
-            console().print(f"task {t.id} has runbook {t.runbook}: add --run to launch it")
+            console().print(
+                f"task {t.id} has runbook {t.runbook}: launch it with "
+                f"`opsconsole incident task {incident_id.upper()} {t.id} start --run`"
+            )
             return
         run = typer.confirm(f"Run runbook {t.runbook} for this task now?", default=False)
     if run:
@@ -334,8 +341,15 @@ def decide(
     """Record a decision; deadlines anchored on it start counting."""
     from opsconsole.incidents.report import format_local
 
-    started = _svc().decide(incident_id, decision, note, at=_when(at))
+    svc = _svc()
+    started = svc.decide(incident_id, decision, note, at=_when(at))
     console().print(f"{incident_id.upper()}: decided {decision}")
+    known = svc.get(incident_id).playbook.get("decisions") or {}
+    if decision.strip() not in known:  # a typo of `notifiable` must not pass unnoticed
+        console().print(
+            f"  note: no clock is anchored on {decision.strip()!r}; this playbook's decisions: "
+            f"{', '.join(known) or 'none'}"
+        )
     for s in started:
         if s.due is not None:
             console().print(
@@ -368,7 +382,12 @@ def report(
     if out is None:
         typer.echo(text)
         return
-    out.write_text(text + "\n", encoding="utf-8")
+    try:
+        out.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        from opsconsole.errors import OpsError
+
+        raise OpsError(f"cannot write {out}: {exc.strerror or exc}") from None
     console().print(f"wrote {out}")
 
 

@@ -206,6 +206,10 @@ def run(
     rb = _load(name)
     env = _env()
     params = _vars(var)
+    if incident is not None:  # link only to an incident that exists (NotFoundError, exit 4)
+        from opsconsole.incidents.store import load_incident
+
+        incident = load_incident(env.db, incident).id
     op = TerminalOperator(assume_yes=yes)
     _execute(
         lambda: start_run(
@@ -297,8 +301,14 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent runs, newest first."""
+    from opsconsole.runbooks.results import RUN_STATUSES
     from opsconsole.runbooks.state import list_runs
 
+    if status is not None and status not in ("running", *RUN_STATUSES):
+        raise typer.BadParameter(
+            f"{status!r} is not a run status; use running, {', '.join(RUN_STATUSES)}",
+            param_hint="--status",
+        )
     rows = list_runs(state.db(), status=status, limit=limit)
     if as_json:
         print_json(rows)

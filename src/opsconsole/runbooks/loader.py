@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opsconsole.errors import ExitCode, NotFoundError, SourceError, SourceLocation
 from opsconsole.paths import shipped_dir
@@ -128,6 +128,40 @@ def _cross_check(rb: Runbook, marks: Marks) -> None:
         raise RunbookInvalid(problems)
 
 
+# Step keys that are never rendered; every other string in a step is a template.
+_PLAIN_STEP_KEYS = frozenset(
+    {"id", "name", "register", "undoes", "marker", "drill", "on_failure", "idempotent", "check"}
+)
+
+
+def _check_templates(data: dict[str, Any], marks: Marks) -> None:
+    """Template syntax errors, found when the file is loaded rather than mid-run."""
+    from opsconsole.templating import syntax_error
+
+    problems: list[tuple[SourceLocation, str, str]] = []
+
+    def walk(value: Any, path: tuple[str | int, ...], expression: bool = False) -> None:
+        if isinstance(value, str):
+            msg = syntax_error(value, expression=expression)
+            if msg:
+                problems.append((marks.locate(path), format_field(path), msg))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i))
+
+    walk(data.get("lock"), ("lock",))
+    for phase in ("steps", "rollback"):
+        for i, step in enumerate(data.get(phase) or []):
+            for key, value in step.items():
+                if key not in _PLAIN_STEP_KEYS:
+                    walk(value, (phase, i, key), expression=key == "when")
+    if problems:
+        raise RunbookInvalid(problems)
+
+
 def _known_fields() -> set[str]:
     from pydantic import BaseModel
 
@@ -173,6 +207,7 @@ def load_runbook(path: Path) -> Runbook:
     except SourceError as exc:
         raise RunbookInvalid(_with_hints(exc.problems)) from None
     _cross_check(rb, marks)
+    _check_templates(data, marks)
     rb._source = path
     return rb
 

@@ -129,9 +129,11 @@ async def execute(rendered: dict[str, Any], ctx: StepContext, *, wait: bool = Fa
         except ValueError as exc:
             return Outcome("failed", {}, "", str(exc))
         polls += 1
-        line = f"{target}: {_describe(results)}"
-        ctx.emit(line, "stdout", None)
         streak = streak + 1 if _matches(results, rendered["expect"]) else 0
+        line = f"{target}: {_describe(results)}"
+        if rendered["consecutive"] > 1 and streak:
+            line += f" (check {streak} of {rendered['consecutive']} in a row)"
+        ctx.emit(line, "stdout", None)
         value = {"services": results, "up": all(r["up"] for r in results.values()), "polls": polls}
         if streak >= rendered["consecutive"]:
             return Outcome("succeeded", value, line)

@@ -244,6 +244,16 @@ def test_demo_fault_cli_needs_exactly_one_mode(demo: DemoInfo) -> None:
     assert res.exit_code == 2
 
 
+def test_demo_fault_cli_checks_values_and_names(demo: DemoInfo) -> None:
+    base = ("demo", "fault", "--state-dir", str(demo.state_dir))
+    for bad in (("--errors", "150"), ("--slow", "-5")):
+        res = cli(*base, "sa-east-1", *bad)
+        assert res.exit_code == 2, res.output
+    res = cli(*base, "mars-north-1", "--down")
+    assert res.exit_code == 4, res.output
+    assert "refused: 404" in res.stderr
+
+
 def test_demo_fault_without_a_running_demo_is_a_clean_error(tmp_path: object) -> None:
     res = cli("demo", "fault", "--state-dir", str(tmp_path), "sa-east-1", "--down")
     assert res.exit_code == 4

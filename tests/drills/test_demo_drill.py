@@ -106,3 +106,23 @@ def test_unattended_drill_against_a_healthy_region_fails_at_the_gate(
     [run] = store.history(open_db(db_path), "sg")
     assert run.status == "failed" and "primary-down" in (run.reason or ""), run.reason
     assert run.rto_seconds is None
+
+
+def test_planned_drill_with_fail_back_returns_the_region_to_normal(
+    demo: DemoInfo, db_path: Path
+) -> None:
+    # A planned live drill: no real disaster (force skips the "really down" gate), and the
+    # fail-back runs the runbook's rollback so the region ends where it started.
+    (demo.config_dir / "drills.yaml").write_text(
+        "drills:\n  sg:\n    plan: p\n    kind: live\n    owner: o\n    fail_back: true\n"
+        "    runbook: regional-failover\n    params: {region: ap-southeast-1, force: 'true'}\n"
+        "    target: ap-southeast-1\n    objectives: {rto_seconds: 120}\n"
+    )
+    res = cli("--config", str(demo.config_dir), "drill", "run", "sg", "--unattended")
+    assert res.exit_code == 0, res.output
+    [run] = store.history(open_db(db_path), "sg")
+    assert run.status == "passed", (run.reason, run.findings)
+    assert run.rto_seconds is not None and run.rto_met is True
+    routes = DemoClient(demo.router_url, demo.api_key_file).request("GET", "/routes")
+    assert routes["routes"]["ap-southeast-1"]["payments"] == "ap-southeast-1"
+    assert routes["ledger_primary"]["ap-southeast-1"] == "ap-southeast-1"

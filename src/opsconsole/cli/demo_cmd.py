@@ -28,11 +28,15 @@ StateDir = Annotated[
 
 
 def _ready_text(info: DemoInfo) -> str:
+    import os
+
+    override = os.environ.get("OPSCONSOLE_DB")
+    db = f"{override} (from OPSCONSOLE_DB, not {info.db_path})" if override else info.db_path
     return (
         f"demo running: router {info.router_url}\n"
         f"  state dir: {info.state_dir}\n"
         f"  config:    {info.config_dir}\n"
-        f"  database:  {info.db_path}\n"
+        f"  database:  {db}\n"
         f"From another terminal:  opsconsole --config {info.config_dir} status\n"
         f"Inject a fault:         opsconsole demo fault --state-dir {info.state_dir} "
         f"sa-east-1 payments --down"
@@ -104,10 +108,12 @@ def fault(
     service: Annotated[str | None, typer.Argument(help="Service (default: every service).")] = None,
     down: Annotated[bool, typer.Option("--down", help="Answer 503 to every request.")] = False,
     slow: Annotated[
-        float | None, typer.Option("--slow", metavar="MS", help="Add MS milliseconds.")
+        float | None,
+        typer.Option("--slow", metavar="MS", min=0, help="Add MS milliseconds."),
     ] = None,
     errors: Annotated[
-        float | None, typer.Option("--errors", metavar="PCT", help="Fail PCT% of requests.")
+        float | None,
+        typer.Option("--errors", metavar="PCT", min=0, max=100, help="Fail PCT% of requests."),
     ] = None,
     flap: Annotated[bool, typer.Option("--flap", help="Fail every other request.")] = False,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the fault(s).")] = False,

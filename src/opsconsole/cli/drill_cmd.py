@@ -100,6 +100,13 @@ RpoOpt = Annotated[float | None, typer.Option("--rpo", help="RPO objective in se
 OwnerOpt = Annotated[str | None, typer.Option(help="Who owns the drill.")]
 DescOpt = Annotated[str | None, typer.Option(help="What the drill rehearses.")]
 GraceOpt = Annotated[float | None, typer.Option(help="Misfire grace in seconds.")]
+FailBackOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--fail-back/--no-fail-back",
+        help="After a successful live drill, run the runbook's rollback (return to normal).",
+    ),
+]
 
 
 @app.command("add")
@@ -118,6 +125,7 @@ def add(
     owner: OwnerOpt = None,
     description: DescOpt = None,
     grace: GraceOpt = None,
+    fail_back: FailBackOpt = None,
     allow_production: Annotated[
         bool, typer.Option(help="Allow a production target (refused otherwise).")
     ] = False,
@@ -146,6 +154,7 @@ def edit(
     owner: OwnerOpt = None,
     description: DescOpt = None,
     grace: GraceOpt = None,
+    fail_back: FailBackOpt = None,
     allow_production: Annotated[
         bool | None,
         typer.Option("--allow-production/--no-allow-production", help="Allow a production target."),

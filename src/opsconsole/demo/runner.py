@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from opsconsole.demo.deployment import Demo, DemoInfo
-from opsconsole.errors import NotFoundError, OpsError
+from opsconsole.errors import ExitCode, NotFoundError, OpsError
 
 __all__ = ["DemoClient", "run_headless"]
 
@@ -78,7 +78,8 @@ class DemoClient:
                 msg = resp.json().get("error", resp.text)
             except ValueError:
                 msg = resp.text
-            raise OpsError(f"demo router refused: {resp.status_code} {msg}")
+            code = ExitCode.NOT_FOUND if resp.status_code == 404 else ExitCode.FAILED
+            raise OpsError(f"demo router refused: {resp.status_code} {msg}", exit_code=code)
         return resp.json()
 
     def fault(self, region: str, service: str | None, mode: str, value: float | None = None) -> Any:

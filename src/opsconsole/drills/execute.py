@@ -74,7 +74,13 @@ async def execute_runbook(
 ) -> LiveOutcome:
     """Run the drill's runbook once, in drill mode, through the runbook engine."""
     try:
-        from opsconsole.runbooks import RunEnv, find_runbook, load_runbook, start_run
+        from opsconsole.runbooks import (
+            RunEnv,
+            find_runbook,
+            load_runbook,
+            rollback_run,
+            start_run,
+        )
     except ImportError as exc:
         return LiveOutcome("failed", error=f"the runbook engine is not available ({exc})")
     from opsconsole.events import Event, EventBus
@@ -103,6 +109,18 @@ async def execute_runbook(
         )
     except NeedsAPerson as exc:
         return LiveOutcome("failed", error=str(exc))
+    status, fail_back_error = result.status, None
+    if drill.fail_back and result.status == "succeeded":
+        # The fail-back is part of the drill: the target must end in normal service.
+        try:
+            back = await rollback_run(result.run_id, env=env, operator=operator)
+        except NeedsAPerson as exc:
+            back = None
+            fail_back_error = f"fail-back: {exc}"
+        if back is not None and back.status != "rolled_back":
+            fail_back_error = f"fail-back ended {back.status}: {back.error or 'no detail'}"
+        if fail_back_error:
+            status = "failed"
     measured: dict[str, float] = {}
     for key, value in (result.measured or {}).items():
         try:
@@ -112,8 +130,9 @@ async def execute_runbook(
     error = result.error
     if error and "needs a person at" in error:
         error = error[error.index("needs a person at") :]
+    error = fail_back_error or error
     return LiveOutcome(
-        status=result.status,
+        status=status,
         run_id=result.run_id,
         error=error,
         measured=measured,

@@ -230,6 +230,7 @@ def option_fields(
     description: str | None = None,
     grace: float | None = None,
     allow_production: bool | None = None,
+    fail_back: bool | None = None,
     enabled: bool | None = None,
 ) -> dict[str, Any]:
     """The drill fields given as options (None: not given), for :func:`save_drill`.
@@ -245,6 +246,7 @@ def option_fields(
         "description": description,
         "grace_seconds": grace,
         "allow_production": allow_production,
+        "fail_back": fail_back,
         "enabled": enabled,
     }
     fields: dict[str, Any] = {k: v for k, v in simple.items() if v is not None}

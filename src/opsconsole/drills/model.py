@@ -85,6 +85,11 @@ class Drill(_Strict):
     schedule: Schedule | None = None
     objectives: DrillObjectives = Field(default_factory=DrillObjectives)
     owner: str = Field(min_length=1)
+    fail_back: bool = Field(
+        False,
+        description="after a successful live drill, run the runbook's rollback steps so the "
+        "target returns to normal service (a failed fail-back fails the drill)",
+    )
     enabled: bool = True
     grace_seconds: float | None = Field(
         None, gt=0, description="run a late drill if at most this late (default: scheduler's)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +25,13 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.delenv("OPSCONSOLE_AUDIT_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
     secrets.clear()
+    sigint = signal.getsignal(signal.SIGINT)
     yield
     secrets.clear()
+    # A test that ran an event loop with its own SIGINT handler must not leave it behind:
+    # child processes started by later tests would inherit an ignored Ctrl-C.
+    if signal.getsignal(signal.SIGINT) is not sigint:
+        signal.signal(signal.SIGINT, sigint)
 
 
 @pytest.fixture

@@ -49,6 +49,10 @@ def test_ctrl_c_asks_to_roll_back_and_leaves_a_known_state(
             str(tmp_path / "rb.yaml"),
         ],
         env=env,
+        # As in a terminal: SIGINT at its default, whatever earlier tests in this process
+        # did to the disposition the child would otherwise inherit (an ignored SIGINT
+        # stays ignored across exec, and Python then never raises KeyboardInterrupt).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

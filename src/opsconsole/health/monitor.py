@@ -15,7 +15,7 @@ Consumers (CLI ``watch``, the TUI, runbook health gates)::
         await mon.restore()                 # optional: rebuild state from stored samples
         snap = await mon.sweep()            # one sweep -> Snapshot
         async for snap in mon.sweeps():     # sweep every interval, forever
-            ...
+            render(snap)
         mon.snapshot()                      # the latest state, any time, no I/O
 """
 

@@ -5,7 +5,6 @@ paramiko is imported only when a connection is made, so importing this module is
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import contextlib
 import select
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from opsconsole.errors import OpsError
 from opsconsole.ssh.connection import connect
 from opsconsole.ssh.errors import SshConnectError, SshError
+from opsconsole.ssh.threads import in_thread
 
 if TYPE_CHECKING:
     import paramiko
@@ -360,32 +360,5 @@ def _drain(chan: paramiko.Channel, run: _Run) -> CommandResult:
     return run.result(status)
 
 
-async def run_command_async(
-    host: Host,
-    command: str,
-    *,
-    timeout: float,
-    known_hosts: Path | None = None,
-    alias: str = "",
-    on_output: OutputCallback | None = None,
-    max_output: int = DEFAULT_MAX_OUTPUT,
-    remote_timeout: bool = True,
-    pty: bool = False,
-    cancel: threading.Event | None = None,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-) -> CommandResult:
-    """:func:`run_command` in a worker thread."""
-    return await asyncio.to_thread(
-        run_command,
-        host,
-        command,
-        timeout=timeout,
-        known_hosts=known_hosts,
-        alias=alias,
-        on_output=on_output,
-        max_output=max_output,
-        remote_timeout=remote_timeout,
-        pty=pty,
-        cancel=cancel,
-        connect_timeout=connect_timeout,
-    )
+run_command_async = in_thread(run_command)
+"""``run_command`` in a worker thread, for async callers."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opsconsole.ssh.client import DEFAULT_MAX_OUTPUT, CommandResult, run_command
+from opsconsole.ssh.threads import in_thread
 
 if TYPE_CHECKING:
     from opsconsole.config import Host
@@ -127,32 +127,5 @@ def run_on_hosts(
     return outcome
 
 
-async def run_on_hosts_async(
-    hosts: dict[str, Host],
-    command: str,
-    *,
-    forks: int = 5,
-    max_fail_percentage: float | None = None,
-    timeout: float,
-    known_hosts: Path | None = None,
-    on_output: FanoutOutputCallback | None = None,
-    on_result: Callable[[CommandResult], None] | None = None,
-    stop: threading.Event | None = None,
-    max_output: int = DEFAULT_MAX_OUTPUT,
-    remote_timeout: bool = True,
-) -> FanoutResult:
-    """:func:`run_on_hosts` in a worker thread."""
-    return await asyncio.to_thread(
-        run_on_hosts,
-        hosts,
-        command,
-        forks=forks,
-        max_fail_percentage=max_fail_percentage,
-        timeout=timeout,
-        known_hosts=known_hosts,
-        on_output=on_output,
-        on_result=on_result,
-        stop=stop,
-        max_output=max_output,
-        remote_timeout=remote_timeout,
-    )
+run_on_hosts_async = in_thread(run_on_hosts)
+"""``run_on_hosts`` in a worker thread, for async callers."""

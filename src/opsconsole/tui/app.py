@@ -120,6 +120,7 @@ class OpsConsoleApp(App[None]):
         self.runs = RunManager(self)
         self.last_snapshot: HealthSnapshot | None = None
         self.dashboard: Any = None  # the dashboard screen, once it exists
+        self.failovers: dict[str, Any] = {}  # region -> FailoverInfo (the dashboard reads them)
         self.health_updates = 0
         self._stop_feed = threading.Event()
         # Engine events arrive on the bus (maybe from a worker thread): hop to the UI loop.
@@ -186,16 +187,19 @@ class OpsConsoleApp(App[None]):
         newly = [r for r in message.snapshot.down_regions if r.id not in before]
         if newly and self.current_mode != "dashboard":
             # Seen from any screen, not only the dashboard's banner.
-            names = ", ".join(f"{r.id} ({r.name})" for r in newly)
-            self.notify(
-                f"✖ DOWN: {names}. 1: dashboard, f: fail over", severity="error", timeout=15
-            )
+            names = ", ".join(f"{r.id} ({r.name}){self._served_by(r.id)}" for r in newly)
+            hint = "" if all(r.id in self.failovers for r in newly) else ", f: fail over"
+            self.notify(f"✖ DOWN: {names}. 1: dashboard{hint}", severity="error", timeout=15)
         self.health_updates += 1
         if self.dashboard is not None:
             if self.current_mode == "dashboard":
                 self.dashboard.apply_snapshot(message.snapshot)
             else:  # not visible: drawn when the person comes back (on_screen_resume)
                 self.dashboard.stale = True
+
+    def _served_by(self, region: str) -> str:
+        info = self.failovers.get(region)
+        return "" if info is None else f", served by {info.target or 'its standby'}"
 
     # --- keys --------------------------------------------------------------------------
 

@@ -2,14 +2,21 @@
 
 The app polls the health feed in a thread worker (see ``OpsConsoleApp._poll``) and hands
 each snapshot to :meth:`DashboardScreen.apply_snapshot`. Nothing here blocks input.
+
+Failovers in effect (``opsconsole.runbooks.failovers``) are read from the run records in
+a thread worker, at most once a second, along with the health updates: a failed-over
+region shows which region serves its customers, and ``f`` refuses to fail it over again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -18,11 +25,27 @@ from textual.widgets import Footer, Header, Input, Static
 from opsconsole.timeutil import utcnow
 from opsconsole.tui.feed import HealthSnapshot, IncidentView
 from opsconsole.tui.screens.base import OpsScreen
-from opsconsole.tui.widgets.common import ago, countdown, state_text
+from opsconsole.tui.widgets.common import ago, countdown, local_time, state_text
 from opsconsole.tui.widgets.detail import CellDetail, cell_detail_text
 from opsconsole.tui.widgets.grid import HealthGrid
 
-__all__ = ["DashboardScreen"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from opsconsole.config import Config
+    from opsconsole.runbooks.failovers import FailoverInfo
+
+__all__ = ["DashboardScreen", "served_by_text"]
+
+# Failovers are re-read at most this often (seconds): once per health sweep in practice.
+FAILOVER_REFRESH_SECONDS = 1.0
+
+
+def served_by_text(info: FailoverInfo, now: datetime | None = None) -> str:
+    """``served by eu-central-1 since 23:18:05 (run 20261128-231805-ab12cd)``."""
+    since = f" since {local_time(info.finished_at, now=now)}" if info.finished_at else ""
+    drill = ", drill" if info.mode == "drill" else ""
+    return f"served by {info.target or 'its standby'}{since} (run {info.run_id}{drill})"
 
 
 def _bytes(rate: float | None) -> str:
@@ -54,6 +77,11 @@ class DashboardScreen(OpsScreen):
         self.updates = 0
         self.stale = False
         self.now: datetime | None = None  # fixed time for snapshot tests
+        self.failovers: dict[str, FailoverInfo] = {}  # region -> failover in effect
+        self.failovers_error: str | None = None
+        self.failover_loads = 0
+        self._failovers_busy = False
+        self._failovers_at = -FAILOVER_REFRESH_SECONDS
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,12 +106,14 @@ class DashboardScreen(OpsScreen):
         if last is not None:
             self.call_after_refresh(self.apply_snapshot, last)
         self.refresh_incidents()
+        self.refresh_failovers(force=True)
         self.set_interval(1.0, self._tick)
         self.set_interval(5.0, self.refresh_incidents)
 
     # --- live updates (the app polls the feed; see OpsConsoleApp._poll) -------------
 
     def on_screen_resume(self) -> None:
+        self.refresh_failovers(force=True)  # e.g. back from the run of a failover
         if self.stale and self.app.last_snapshot is not None:  # type: ignore[attr-defined]
             self.apply_snapshot(self.app.last_snapshot)  # type: ignore[attr-defined]
 
@@ -94,6 +124,7 @@ class DashboardScreen(OpsScreen):
         if not grids:  # not composed yet (or being torn down): drawn on mount
             return
         self.updates += 1
+        self.refresh_failovers()
         grid = grids.first(HealthGrid)
         grid.now = self.now
         grid.update_snapshot(snap)
@@ -105,12 +136,57 @@ class DashboardScreen(OpsScreen):
         self._draw_incidents()
         self._draw_banner()
 
+    def refresh_failovers(self, *, force: bool = False) -> None:
+        """Re-read the failovers in effect in a thread (one read at a time, throttled)."""
+        if self._failovers_busy:
+            return
+        now = time.monotonic()
+        if not force and now - self._failovers_at < FAILOVER_REFRESH_SECONDS:
+            return
+        self._failovers_busy = True
+        self._failovers_at = now
+        self._load_failovers(self.ctx.db_path, self.ctx.config)
+
+    @work(thread=True, group="failovers", exit_on_error=False)
+    def _load_failovers(self, db_path: Path, config: Config | None) -> None:
+        from opsconsole.runbooks.failovers import failovers_in_effect
+        from opsconsole.store import open_db
+
+        result: dict[str, FailoverInfo] | None = None
+        error = None
+        try:
+            # Its own connection: the read must not share a cursor with the UI thread.
+            db = open_db(db_path, migrate=False)
+            try:
+                result = failovers_in_effect(db, config=config)
+            finally:
+                db.conn.close()
+        except Exception as exc:  # never break the dashboard; keep what we knew
+            error = f"failovers unavailable: {exc}"
+        with contextlib.suppress(RuntimeError):  # the app is shutting down
+            self.app.call_from_thread(self._failovers_loaded, result, error)
+
+    def _failovers_loaded(self, result: dict[str, FailoverInfo] | None, error: str | None) -> None:
+        self._failovers_busy = False
+        self.failover_loads += 1
+        self.failovers_error = error
+        if result is None or result == self.failovers:
+            return
+        self.failovers = result
+        self.app.failovers = result  # type: ignore[attr-defined]
+        grids = self.query(HealthGrid)
+        if grids:
+            grids.first(HealthGrid).set_failovers(result)
+            self._draw_banner()
+
     # --- panels ------------------------------------------------------------------------
 
     def _draw_banner(self) -> None:
         banner = self.query_one("#down-banner", Static)
         down = self.snapshot.down_regions
-        if not down:
+        # Failed over but no longer down: customers are still on the standby (fail back?).
+        moved = [r for r in self.snapshot.regions if r.id in self.failovers and r.state != "down"]
+        if not down and not moved:
             banner.display = False
             return
         now = self.now or utcnow()
@@ -118,8 +194,15 @@ class DashboardScreen(OpsScreen):
         for r in down:
             text.append(state_text("down"))
             text.append(f" {r.id} ({r.name}) down for {ago(r.since, now)}", style="bold")
-            if r.standby and not self.ctx.read_only:
+            info = self.failovers.get(r.id)
+            if info is not None:
+                text.append(f" · {served_by_text(info, now)}", style="bold yellow")
+            elif r.standby and not self.ctx.read_only:
                 text.append(f" · f: fail over to {r.standby}")
+            text.append("   ")
+        for r in moved:
+            text.append(f"⇄ {r.id} ({r.name}) {r.state}", style="bold")
+            text.append(f" · still {served_by_text(self.failovers[r.id], now)}", style="yellow")
             text.append("   ")
         banner.update(text)
         banner.display = True
@@ -200,11 +283,15 @@ class DashboardScreen(OpsScreen):
             )
 
     def failover_region(self) -> str | None:
-        """The region ``f`` acts on: the highlighted one if down, else the one down region."""
+        """The region ``f`` acts on: the highlighted one if down, else the first down
+        region not failed over yet (else the first down one: ``f`` then says why not)."""
         row = self.query_one(HealthGrid).current_row
         down = self.snapshot.down_regions
         if row is not None and (row.region.state == "down" or not down):
             return row.region.id
+        for r in down:
+            if r.id not in self.failovers:
+                return r.id
         if down:
             return down[0].id
         return None

@@ -77,6 +77,8 @@ def start_runbook(
     except OpsError as exc:
         app.notify(str(exc), severity="error", timeout=10)
         return None
+    if book.name == FAILOVER_RUNBOOK and _refuse_second_failover(app, params.get("region")):
+        return None
     handle = RunHandle(runbook=book.name, params=dict(params), run_id=new_run_id())
     handle.load_steps(expand_steps(book))
     operator = _operator(app, handle)
@@ -261,7 +263,12 @@ def offer_launch(app: OpsConsoleApp, name: str, params: dict[str, Any], *, note:
 
 
 def offer_failover(app: OpsConsoleApp, region: str | None) -> None:
-    """From a down region: the failover runbook with the region filled in (enter runs)."""
+    """From a down region: the failover runbook with the region filled in (enter runs).
+
+    A region already failed over (its last failover succeeded and was not rolled back)
+    is not offered again: the person is told who serves it and how to fail back."""
+    if _refuse_second_failover(app, region):
+        return
     note = ""
     if region is not None and app.ctx.config is not None:
         reg = app.ctx.config.inventory.regions.get(region)
@@ -274,6 +281,36 @@ def offer_failover(app: OpsConsoleApp, region: str | None) -> None:
                     "unless force is true"
                 )
     offer_launch(app, FAILOVER_RUNBOOK, {"region": region} if region else {}, note=note)
+
+
+def _refuse_second_failover(app: OpsConsoleApp, region: object) -> bool:
+    """True (and the person told why and how to fail back) if ``region`` is failed over."""
+    info = failover_in_effect(app, region) if isinstance(region, str) and region else None
+    if info is None:
+        return False
+    from opsconsole.tui.screens.dashboard import served_by_text
+
+    app.notify(
+        f"{region} is already failed over: {served_by_text(info)}.\n"
+        f"To fail back: Runbooks (2), open run {info.run_id} (o), press b; "
+        f"or `{info.rollback_command}`.",
+        title="Already failed over",
+        severity="warning",
+        timeout=20,
+    )
+    return True
+
+
+def failover_in_effect(app: OpsConsoleApp, region: str) -> Any:
+    """The region's failover in effect (``FailoverInfo``) or None, read now from the run
+    records (one small read; the dashboard's copy may be up to a sweep old)."""
+    from opsconsole.runbooks.failovers import failovers_in_effect
+
+    try:
+        current = failovers_in_effect(app.ctx.db, config=app.ctx.config, runbook=FAILOVER_RUNBOOK)
+    except Exception:  # the database is unreadable: fall back to what the dashboard saw
+        current = getattr(app, "failovers", {})
+    return current.get(region)
 
 
 def _region_state(app: OpsConsoleApp, region: str) -> str | None:

@@ -3,9 +3,10 @@ service. Draws only the rows that fit, so 500 targets cost what 40 cost."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -17,7 +18,7 @@ from textual.widget import Widget
 
 from opsconsole.timeutil import utcnow
 from opsconsole.tui.feed import HealthSnapshot, RegionView, TargetView
-from opsconsole.tui.widgets.common import STATE_STYLE, ago, sparkline
+from opsconsole.tui.widgets.common import STATE_STYLE, ago, local_time, sparkline
 
 __all__ = ["GridRow", "HealthGrid"]
 
@@ -70,6 +71,7 @@ class HealthGrid(Widget, can_focus=True):
         self.filter_text = ""
         self.offset_row = 0
         self.now: datetime | None = None  # fixed "now" for snapshots; None = real time
+        self.failovers: dict[str, Any] = {}  # region -> runbooks.failovers.FailoverInfo
 
     # --- data --------------------------------------------------------------------
 
@@ -77,6 +79,11 @@ class HealthGrid(Widget, can_focus=True):
         current = self.current_row
         self.snapshot = snapshot
         self._rebuild(keep=current)
+
+    def set_failovers(self, failovers: dict[str, Any]) -> None:
+        """Regions whose customers a failover moved to their standby (region rows say so)."""
+        self.failovers = dict(failovers)
+        self._rebuild(keep=self.current_row)
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip().lower()
@@ -86,6 +93,9 @@ class HealthGrid(Widget, can_focus=True):
         if not self.filter_text:
             return True
         words = [region.id, region.name.lower(), region.state]
+        info = self.failovers.get(region.id)
+        if info is not None:
+            words += ["failover", "served", info.target or ""]
         if target is not None:
             words += [target.service, target.state]
         hay = " ".join(words).lower()
@@ -183,7 +193,7 @@ class HealthGrid(Widget, can_focus=True):
 
     def _strip(
         self,
-        cells: list[tuple[str, Style | None]],
+        cells: Sequence[tuple[str | None, Style | None]],
         hist: int,
         wide: bool,
         width: int,
@@ -192,8 +202,13 @@ class HealthGrid(Widget, can_focus=True):
         widths = [16, 11, 6, 6, 6, hist, 7] + ([32] if wide else [])
         right = {2, 3, 4}
         segments: list[Segment] = []
+        carry = 0  # a cell whose text is None lends its width to the next cell
         for i, (text, style) in enumerate(cells):
-            w = widths[i]
+            w = widths[i] + carry
+            if text is None:
+                carry = w + 1
+                continue
+            carry = 0
             if len(text) > w:
                 text = text[: w - 1] + "…"
             text = text.rjust(w) if i in right else text.ljust(w)
@@ -205,20 +220,36 @@ class HealthGrid(Widget, can_focus=True):
 
     def _cells(
         self, row: GridRow, now: datetime, hist: int, wide: bool
-    ) -> list[tuple[str, Style | None]]:
+    ) -> list[tuple[str | None, Style | None]]:
         region, t = row.region, row.target
         if t is None:
             label = region.name + (f" ⇄ {region.standby}" if region.standby else "")
+            info = self.failovers.get(region.id)
+            if info is None:
+                cells: list[tuple[str | None, Style | None]] = [
+                    (region.id, _BOLD),
+                    _state(region.state),
+                    ("", None),
+                    ("", None),
+                    ("", None),
+                    (label, _DIM),
+                    (ago(region.since, now), None),
+                ]
+                return cells + ([("", None)] if wide else [])
+            # Customers served by the standby: said across the empty p50/p95/avail columns.
+            label = f"→ served by {info.target or 'its standby'}"
+            if info.finished_at is not None:
+                label += f" since {local_time(info.finished_at, now=now)}"
             cells = [
                 (region.id, _BOLD),
                 _state(region.state),
-                ("", None),
-                ("", None),
-                ("", None),
-                (label, _DIM),
+                (None, None),
+                (None, None),
+                (None, None),
+                (label, _YELLOW),
                 (ago(region.since, now), None),
             ]
-            return cells + ([("", None)] if wide else [])
+            return cells + ([(f"run {info.run_id}", _YELLOW)] if wide else [])
         cells = [
             ("  " + t.service, None),
             _state(t.state),
@@ -246,6 +277,7 @@ class HealthGrid(Widget, can_focus=True):
 _BOLD = Style(bold=True)
 _DIM = Style(dim=True)
 _RED = Style(color="red")
+_YELLOW = Style(color="yellow", bold=True)
 _CURSOR = Style(reverse=True)
 _UNDERLINE = Style(underline=True)
 _STATE_STYLES: dict[str, Style] = {k: Style.parse(v[2]) for k, v in STATE_STYLE.items()}

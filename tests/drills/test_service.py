@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlite_utils
 
 from opsconsole.audit import AuditLog, query
 from opsconsole.config import load_config
@@ -273,20 +275,32 @@ def test_drill_needing_a_person_fails_with_the_step_named(
     assert s.stop() == 0
 
 
-def test_claim_accounts_for_every_due_date_once(drill_config: Path, db_path: Path) -> None:
-    (drill_config / "drills.yaml").write_text(
-        drills_yaml(live("hourly", "{cron: '0 * * * *'}"), grace=600)
-    )
+def _in_process_scheduler(
+    drill_config: Path,
+    db_path: Path,
+    drills_text: str,
+    since: datetime,
+    log: Callable[..., None] = lambda *a, **k: None,
+) -> tuple[sqlite_utils.Database, DrillScheduler]:
+    """A scheduler driven by hand through ``claim``, its drills counted from ``since``."""
+    (drill_config / "drills.yaml").write_text(drills_text)
     db = open_db(db_path)
     svc = DrillScheduler(
         db=db,
         audit=AuditLog(db, actor="scheduler", interface="scheduler"),
         load_config=lambda: load_config(drill_config),
-        log=lambda *a, **k: None,
+        log=log,
     )
     svc.load()
+    db.execute("UPDATE drill_anchors SET since = ?", [isoformat(since)])
+    return db, svc
+
+
+def test_claim_accounts_for_every_due_date_once(drill_config: Path, db_path: Path) -> None:
     t0 = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
-    db.execute("UPDATE drill_anchors SET since = ?", [isoformat(t0)])
+    db, svc = _in_process_scheduler(
+        drill_config, db_path, drills_yaml(live("hourly", "{cron: '0 * * * *'}"), grace=600), t0
+    )
     # Three due dates passed; the last one 5 minutes ago (within the 10-minute grace).
     run = svc.claim("hourly", now=t0 + timedelta(hours=3, minutes=5))
     assert run is not None and run.status == "running"
@@ -307,21 +321,16 @@ def test_claim_accounts_for_every_due_date_once(drill_config: Path, db_path: Pat
 
 
 def test_claim_of_a_tabletop_drill_only_reminds(drill_config: Path, db_path: Path) -> None:
-    (drill_config / "drills.yaml").write_text(
-        "drills:\n  tt:\n    plan: p\n    kind: tabletop\n    owner: ana\n"
-        "    schedule: {cron: '0 10 * * *'}\n"
-    )
-    db = open_db(db_path)
     logged: list[tuple[str, dict[str, Any]]] = []
-    svc = DrillScheduler(
-        db=db,
-        audit=AuditLog(db, actor="scheduler", interface="scheduler"),
-        load_config=lambda: load_config(drill_config),
+    t0 = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    db, svc = _in_process_scheduler(
+        drill_config,
+        db_path,
+        "drills:\n  tt:\n    plan: p\n    kind: tabletop\n    owner: ana\n"
+        "    schedule: {cron: '0 10 * * *'}\n",
+        t0,
         log=lambda event, **fields: logged.append((event, fields)),
     )
-    svc.load()
-    t0 = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
-    db.execute("UPDATE drill_anchors SET since = ?", [isoformat(t0)])
     assert svc.claim("tt", now=t0 + timedelta(days=1, hours=11)) is None
     assert store.history(db, "tt") == []
     assert [e for e, _ in logged] == ["drill.due"]
@@ -335,19 +344,10 @@ def test_claim_of_a_tabletop_drill_only_reminds(drill_config: Path, db_path: Pat
 def test_due_date_while_the_previous_run_is_still_going_is_missed(
     drill_config: Path, db_path: Path
 ) -> None:
-    (drill_config / "drills.yaml").write_text(
-        drills_yaml(live("hourly", "{cron: '0 * * * *'}"), grace=600)
-    )
-    db = open_db(db_path)
-    svc = DrillScheduler(
-        db=db,
-        audit=AuditLog(db, actor="scheduler", interface="scheduler"),
-        load_config=lambda: load_config(drill_config),
-        log=lambda *a, **k: None,
-    )
-    svc.load()
     t0 = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
-    db.execute("UPDATE drill_anchors SET since = ?", [isoformat(t0)])
+    db, svc = _in_process_scheduler(
+        drill_config, db_path, drills_yaml(live("hourly", "{cron: '0 * * * *'}"), grace=600), t0
+    )
     assert svc.claim("hourly", now=t0 + timedelta(hours=1, minutes=1), busy=True) is None
     [run] = store.history(db, "hourly")
     assert run.status == "missed" and "still running" in (run.reason or "")

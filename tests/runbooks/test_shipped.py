@@ -189,3 +189,32 @@ async def test_regional_failover_runs_unattended_as_a_drill(demo: Any, db_path: 
     back = await rollback_run(result.run_id, env=env, operator=UnattendedOperator())
     assert back.status == "rolled_back", back.error
     assert client.request("GET", "/routes")["ledger_primary"]["ap-southeast-1"] == "ap-southeast-1"
+
+
+def test_backup_restore_verify_accepts_an_empty_ledger(tmp_path: Path) -> None:
+    """A ledger with no entries yet (a fresh region) restores with an RPO of 0, not a crash."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.helpers import SRC
+
+    book = yaml.safe_load((SRC.parent / "runbooks" / "backup-restore.yaml").read_text())
+    verify = next(s for s in book["steps"] if s["id"] == "verify")
+    script = verify["shell"][2]
+    for name in ("backup.db", "restored.db"):
+        with sqlite3.connect(tmp_path / name) as conn:
+            conn.execute(
+                "CREATE TABLE entries (id INTEGER PRIMARY KEY, ts TEXT NOT NULL, "
+                "account TEXT, amount_cents INTEGER)"
+            )
+    files = [str(tmp_path / "backup.db"), str(tmp_path / "restored.db")]
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *files, "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rpo_seconds"] == 0.0

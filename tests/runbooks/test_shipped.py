@@ -83,7 +83,25 @@ def test_regional_failover_plan_changes_nothing(demo: Any) -> None:  # noqa: F81
     assert routes["ledger_primary"]["ap-south-1"] == "ap-south-1"
 
 
+def _wait_for_ledger_rows(ledger: Path, timeout: float = 60.0) -> None:
+    """The demo's writer starts with the demo; on a loaded machine its first row can lag."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ledger.exists():
+            with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as conn:
+                try:
+                    if conn.execute("SELECT count(*) FROM entries").fetchone()[0] > 0:
+                        return
+                except sqlite3.OperationalError:
+                    pass
+        time.sleep(0.1)
+    raise AssertionError(f"the demo ledger {ledger} received no writes")
+
+
 def test_backup_restore_reports_rpo(demo: Any, db_path: Path) -> None:  # noqa: F811
+    _wait_for_ledger_rows(demo.state_dir / "ledger" / "ap-south-1.db")
     result = cli(
         "--config",
         str(demo.config_dir),

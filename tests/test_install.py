@@ -240,3 +240,73 @@ def test_wheel_runs_runbooks_incidents_and_the_demo_outside_the_repo(
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=60)
+
+
+# --- shipped schemas and service files -----------------------------------------------------
+
+
+def test_shipped_schemas_match_the_models() -> None:
+    """schemas/NAME.schema.json is what `opsconsole schema NAME` prints: regenerate with
+    `for s in inventory settings playbook incidents drills runbook ...; do
+    opsconsole schema $s > schemas/$s.schema.json; done`."""
+    from opsconsole.cli.schema_cmd import SCHEMAS, _model_schema
+
+    for name in SCHEMAS:
+        path = REPO / "schemas" / f"{name}.schema.json"
+        assert path.is_file(), f"{path} is missing: opsconsole schema {name} > {path}"
+        assert json.loads(path.read_text()) == _model_schema(name), f"{path} is stale"
+
+
+def test_every_yaml_language_server_reference_exists() -> None:
+    refs = 0
+    for folder in ("runbooks", "playbooks", "config"):
+        for path in (REPO / folder).glob("*.yaml"):
+            first = path.read_text().splitlines()[0]
+            if first.startswith("# yaml-language-server: $schema="):
+                target = first.split("$schema=", 1)[1].split()[0]
+                assert (path.parent / target).is_file(), (path, target)
+                refs += 1
+    assert refs >= 3
+
+
+def _units() -> list[Path]:
+    return sorted((REPO / "contrib" / "systemd").glob("opsconsole-*.*"))
+
+
+def test_systemd_units_run_real_commands() -> None:
+    from tests.helpers import cli
+
+    units = {p.name: p.read_text() for p in _units()}
+    assert set(units) == {
+        "opsconsole-scheduler.service",
+        "opsconsole-scheduler-once.service",
+        "opsconsole-scheduler-once.timer",
+    }
+    assert "Type=oneshot" in units["opsconsole-scheduler-once.service"]
+    assert "Unit=opsconsole-scheduler-once.service" in units["opsconsole-scheduler-once.timer"]
+    for name in ("opsconsole-scheduler.service", "opsconsole-scheduler-once.service"):
+        (exec_start,) = [x for x in units[name].splitlines() if x.startswith("ExecStart=")]
+        argv = shlex.split(exec_start.removeprefix("ExecStart="))
+        assert argv[0].endswith("/bin/opsconsole")
+        options = [a for a in argv[1:] if a.startswith("-")]
+        helped = cli(*[a for a in argv[1:] if not a.startswith("-")], "--help")
+        assert helped.exit_code == 0, helped.output
+        for option in options:
+            assert option in helped.stdout, (name, option)
+
+
+@pytest.mark.skipif(not Path("/usr/bin/systemd-analyze").exists(), reason="no systemd-analyze")
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    fake = tmp_path / "opsconsole"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    for unit in _units():
+        text = unit.read_text().replace("/opt/opsconsole/bin/opsconsole", str(fake))
+        (tmp_path / unit.name).write_text(text)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *(str(tmp_path / u.name) for u in _units())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr

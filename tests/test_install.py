@@ -67,7 +67,7 @@ def test_install_stops_when_apt_get_fails_as_root(tmp_path: Path) -> None:
         },
     )
     assert result.returncode == 1, result.stderr
-    assert "apt-get install tmux failed (exit 100)" in result.stderr
+    assert "apt-get install tmux failed (exit 100;" in result.stderr
     assert "dpkg lock held" in result.stderr
     assert "creating the virtual environment" not in result.stderr
 

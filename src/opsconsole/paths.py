@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["config_dir_candidates", "default_db_path", "shipped_dir", "state_dir"]
+__all__ = [
+    "config_dir_candidates",
+    "default_db_path",
+    "shipped_dir",
+    "state_dir",
+    "user_config_dir",
+]
 
 
 def state_dir() -> Path:
@@ -39,7 +45,19 @@ def default_db_path() -> Path:
 
 
 def shipped_dir(name: str) -> Path:
-    """A directory shipped with the source tree (runbooks/, playbooks/, config/)."""
-    here = Path(__file__).resolve()
-    # src/opsconsole/paths.py -> repository root
-    return here.parent.parent.parent / name
+    """A folder shipped with opsconsole: ``runbooks``, ``playbooks``, ``config`` or ``schemas``.
+
+    The repository's top-level folders are the one source of truth. A wheel (pip, pipx)
+    carries them as package data, ``opsconsole/_shipped/NAME`` (see pyproject.toml), found
+    through importlib.resources; an editable install or a source checkout has no such
+    copy and reads the top-level folder of the checkout itself.
+    """
+    from importlib.resources import files
+
+    packaged = files("opsconsole").joinpath("_shipped", name)
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent.parent / name
+    if checkout.is_dir() or not isinstance(packaged, Path):
+        return checkout
+    return packaged

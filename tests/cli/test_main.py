@@ -38,3 +38,27 @@ def test_python_dash_m_runs_the_cli() -> None:
     proc = cli_subprocess("--help")
     assert proc.returncode == 0
     assert "audit" in proc.stdout
+
+
+def test_unknown_command_suggests_the_nearest() -> None:
+    for typo, meant in (("stauts", "status"), ("runbooks", "runbook"), ("incdent", "incident")):
+        res = cli(typo)
+        assert res.exit_code == 2, res.output
+        assert f"No such command '{typo}'. Did you mean '{meant}'?" in res.output
+    res = cli("runbook", "lsit")
+    assert res.exit_code == 2
+    assert "Did you mean 'list'?" in res.output
+
+
+def test_unknown_command_without_a_near_one_suggests_nothing() -> None:
+    res = cli("xyzzy")
+    assert res.exit_code == 2
+    assert "No such command 'xyzzy'." in res.output
+    assert "Did you mean" not in res.output
+
+
+def test_suggestion_through_the_real_entry_point() -> None:
+    proc = cli_subprocess("stauts")
+    assert proc.returncode == 2
+    assert "Did you mean 'status'?" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -37,9 +37,8 @@ def _ready_text(info: DemoInfo) -> str:
         f"  state dir: {info.state_dir}\n"
         f"  config:    {info.config_dir}\n"
         f"  database:  {db}\n"
-        f"From another terminal:  opsconsole --config {info.config_dir} status\n"
-        f"Inject a fault:         opsconsole demo fault --state-dir {info.state_dir} "
-        f"sa-east-1 payments --down"
+        'From another terminal:  eval "$(opsconsole demo env)"   then  opsconsole status\n'
+        "Inject a fault:         opsconsole demo fault sa-east-1 payments --down"
     )
 
 
@@ -89,16 +88,58 @@ def _live_view() -> None:
 
 
 def _client(state_dir: Path | None) -> DemoClient:
-    from opsconsole.demo import DemoClient, default_state_dir
+    from opsconsole.demo import DemoClient
+    from opsconsole.demo.locate import locate_demo
 
     if state_dir is None and state.config_dir is not None:
         vars_ = state.config().inventory.vars
         if "router_url" in vars_ and "api_key_file" in vars_:
             return DemoClient(str(vars_["router_url"]), Path(str(vars_["api_key_file"])))
-    directory = (state_dir or default_state_dir()).resolve()
-    if state.config_dir is None and (directory / "config" / "inventory.yaml").is_file():
-        state.config_dir = directory / "config"
-    return DemoClient.from_state_dir(directory)
+    running = locate_demo(state_dir)
+    if state.config_dir is None and (running.config_dir / "inventory.yaml").is_file():
+        state.config_dir = running.config_dir  # the audit record goes to the demo's database
+    return DemoClient(running.router_url, running.api_key_file)
+
+
+@app.command("env")
+def env(ctx: typer.Context, state_dir: StateDir = None) -> None:
+    """Print the line that points a shell at the running demo: eval "$(opsconsole demo env)"."""
+    import shlex
+
+    from opsconsole.demo.locate import locate_demo
+
+    running = locate_demo(state_dir or ctx.obj)
+    typer.echo(f"export OPSCONSOLE_CONFIG={shlex.quote(str(running.config_dir))}")
+    typer.echo(
+        f"# the demo of pid {running.pid} ({running.router_url}); "
+        'use it as:  eval "$(opsconsole demo env)"'
+    )
+
+
+@app.command("info")
+def info(
+    ctx: typer.Context,
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
+) -> None:
+    """Where the running demo keeps its config and database, and how to reach it."""
+    from opsconsole.demo.locate import locate_demo
+
+    running = locate_demo(state_dir or ctx.obj)
+    data = {
+        "pid": running.pid,
+        "router_url": running.router_url,
+        "state_dir": str(running.state_dir),
+        "config_dir": str(running.config_dir),
+        "database": str(running.database),
+    }
+    if as_json:
+        print_json(data)
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+    typer.echo('point this shell at it:  eval "$(opsconsole demo env)"')
 
 
 @app.command("fault")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 import typer.main
 from typer._click import core as click
+from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 from typer.models import CommandInfo
 
@@ -49,6 +50,14 @@ def _plain_help(command: click.Command) -> None:
         _plain_help(sub)
 
 
+def nearest_commands(typo: str, names: list[str]) -> list[str]:
+    """Commands a mistyped name probably meant: close spellings, else the ones it starts."""
+    import difflib
+
+    close = difflib.get_close_matches(typo.lower(), names, n=2, cutoff=0.6)
+    return close or [n for n in names if typo and n.startswith(typo.lower())][:2]
+
+
 class LazyGroup(TyperGroup):
     """The root group: lists every command, builds only the one that is invoked."""
 
@@ -70,6 +79,20 @@ class LazyGroup(TyperGroup):
         command.name = cmd_name
         _plain_help(command)
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """An unknown command names the nearest ones: ``stauts`` -> "Did you mean 'status'?"."""
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            if args and "Did you mean" not in exc.message:
+                near = nearest_commands(args[0], list(COMMANDS))
+                if near:
+                    names = " or ".join(repr(n) for n in near)
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {names}?"
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []

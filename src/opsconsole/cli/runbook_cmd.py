@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from opsconsole.cli.state import console, print_json, state
+from opsconsole.cli.state import console, print_json, print_table, state
 
 if TYPE_CHECKING:
     from opsconsole.runbooks import RunEnv, RunResult
@@ -114,7 +114,7 @@ def list_(as_json: JsonOpt = False) -> None:
         table.add_column(col, overflow="fold")
     for i in items:
         table.add_row(i.path.stem, f"INVALID: {i.error}" if i.error else i.description, str(i.path))
-    console().print(table)
+    print_table(table, keep=("name", "path"))
 
 
 @app.command("show")

@@ -6,6 +6,7 @@ commands that need neither stay fast.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,12 @@ import typer
 if TYPE_CHECKING:
     import sqlite_utils
     from rich.console import Console
+    from rich.table import Table
 
     from opsconsole.audit import AuditLog
     from opsconsole.config import Config
 
-__all__ = ["State", "state"]
+__all__ = ["State", "console", "err_console", "print_json", "print_table", "state"]
 
 
 @dataclass
@@ -106,6 +108,44 @@ def err_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+
+def print_table(table: Table, keep: Iterable[str]) -> None:
+    """Print a Rich table whose ``keep`` columns (ids, paths) are never wrapped or shortened.
+
+    Rich fits a table to the terminal, or to 80 columns when the output is piped, by
+    wrapping and finally truncating cells (``ap-south…`` for both ``ap-south-1`` and
+    ``ap-southeast-1``). Here other columns still wrap; a borderless table first closes up to
+    one space between columns; if it still does not fit, it is printed wider than the
+    terminal rather than cut.
+    """
+    from rich.cells import cell_len
+    from rich.measure import Measurement
+
+    out = console()
+    wanted = set(keep)
+    extra = 0
+    for column in table.columns:
+        if column.header not in wanted:
+            continue
+        column.no_wrap = True
+        cells = [str(column.header), *(str(c) for c in column.cells)]
+        # Rich's minimum for a column is its longest word; a kept column needs all of it.
+        extra += max(cell_len(c) for c in cells) - max(
+            (cell_len(w) for c in cells for w in c.split()), default=0
+        )
+
+    def needed() -> int:
+        # Measured without the terminal's limit: Measurement.get clamps to the given width.
+        return Measurement.get(out, out.options.update_width(100_000), table).minimum + extra
+
+    if needed() > out.width and table.box is None:
+        table.padding = (0, 1, 0, 0)  # one space between columns before anything else
+    if needed() > out.width:
+        from rich.console import Console
+
+        out = Console(highlight=False, width=needed())
+    out.print(table)
 
 
 def print_json(data: Any) -> None:

@@ -1,4 +1,4 @@
-"""The embedded demo deployment: four simulated regions on 127.0.0.1 (see COORDINATION.md).
+"""The embedded demo deployment: four simulated regions on 127.0.0.1: ``opsconsole demo``.
 
 Importing this package is cheap; aiohttp and friends load with the submodules.
 """

@@ -250,6 +250,9 @@ class Demo:
             encoding="utf-8",
         )
         tmp.replace(info.state_dir / "demo.json")
+        from opsconsole.demo.locate import remember
+
+        remember(info.state_dir)  # so `opsconsole demo env` finds a --state-dir demo
 
     @staticmethod
     def _ensure_db(info: DemoInfo) -> None:
@@ -269,6 +272,9 @@ class Demo:
             self._logs.close()
         if self.info is not None:
             (self.info.state_dir / "demo.json").unlink(missing_ok=True)
+            from opsconsole.demo.locate import forget
+
+            forget(self.info.state_dir)
 
 
 class DemoThread:

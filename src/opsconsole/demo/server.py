@@ -106,7 +106,7 @@ def router_app(
     *,
     on_key_rotated: Callable[[str], None],
 ) -> web.Application:
-    """The traffic router's admin API (see COORDINATION.md, "the demo deployment")."""
+    """The traffic router's admin API."""
 
     @web.middleware
     async def auth_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:

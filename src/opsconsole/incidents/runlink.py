@@ -1,6 +1,6 @@
 """Launching a task's runbook and linking the run to the incident.
 
-A small adapter over the runbook engine (``opsconsole.runbooks``, see COORDINATION.md):
+A small adapter over the runbook engine (``opsconsole.runbooks``):
 the launch is recorded on the timeline before the run starts (fail closed), the run
 carries ``incident_id``, and its id and outcome land on the task and the timeline.
 """

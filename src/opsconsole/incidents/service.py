@@ -1,6 +1,6 @@
 """The incident service: every change an interface can make to an incident.
 
-The CLI and the TUI both use :class:`IncidentService`; see COORDINATION.md.
+The CLI and the TUI both use :class:`IncidentService` (the same functions behind both interfaces).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """YAML runbooks: schema, loading, the durable async engine, and dry-run planning.
 
-Public API (see COORDINATION.md, "Contract: the runbook engine API")::
+Public API::
 
     find_runbook(name_or_path, config) -> Path
     load_runbook(path) -> Runbook

@@ -102,7 +102,11 @@ class OpsConsoleApp(App[None]):
         Binding("colon", "command", "Cmd", key_display=":"),
         Binding("escape", "back", "Back", show=False),
         Binding("q", "quit_console", "Quit"),
+        # Ctrl-C quits, as in every terminal program (Textual's default only says "ctrl+q").
+        Binding("ctrl+c", "quit_console", "Quit", show=False, priority=True),
     ]
+
+    show_config_dir = False  # the config directory in the header (set by the CLI entry point)
 
     def __init__(
         self,
@@ -142,6 +146,9 @@ class OpsConsoleApp(App[None]):
             envs = {r.environment for r in self.ctx.config.inventory.regions.values()}
             env = "/".join(sorted(envs))
         parts = [p for p in (env, self.ctx.actor, "READ-ONLY" if self.ctx.read_only else "") if p]
+        if self.show_config_dir and self.ctx.config is not None:
+            # Which config: the paths printed before the TUI covered the shell stay visible.
+            parts.append(_home_short(self.ctx.config.directory))
         self.sub_title = " · ".join(parts)
         if self.health_feed is None and self.ctx.config is not None:
             from opsconsole.tui.monitor_feed import make_feed
@@ -323,6 +330,14 @@ def create_app(
     return OpsConsoleApp(ctx, health_feed=health_feed, start=start, animate=animate)
 
 
+def _home_short(path: Path) -> str:
+    """``~/...`` for paths under the home directory (the header is narrow)."""
+    try:
+        return "~/" + str(path.resolve().relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def run_tui(
     *,
     config: Config | None,
@@ -336,6 +351,7 @@ def run_tui(
 
     db = open_db(db_path)
     app = create_app(config=config, db=db, actor=actor, read_only=read_only, audit_key=audit_key)
+    app.show_config_dir = True
     app.ctx.record("tui.session.start", "", {"read_only": read_only})
     try:
         app.run()

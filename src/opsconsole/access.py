@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opsconsole.errors import ExitCode, OpsError
-from opsconsole.identity import SCHEDULER, groups_of, normalise
+from opsconsole.identity import SCHEDULER, groups_of
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
@@ -152,17 +152,17 @@ class AccessPolicy(_Strict):
     roles: dict[str, Role] = Field(default_factory=dict)
 
     def roles_of(self, actor: str, *, service: bool) -> list[str]:
-        who = normalise(actor)
-        groups = {normalise(g) for g in groups_of(actor)} if not service else set()
+        # Exact names: OS accounts `Alice` and `alice` are different people, and a
+        # grant must never reach a look-alike. (Two-person checks compare the other way,
+        # normalised, so a look-alike is never "someone else" either.)
+        groups = groups_of(actor) if not service else frozenset()
         out = []
         for name, role in self.roles.items():
             m = role.members
             if service:
                 hit = actor in m.services
             else:
-                hit = who in {normalise(u) for u in m.users} or bool(
-                    groups & {normalise(g) for g in m.groups}
-                )
+                hit = actor in m.users or bool(groups & set(m.groups))
             if hit:
                 out.append(name)
         return out

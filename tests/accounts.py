@@ -27,7 +27,14 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-DEPENDENCIES = ["typer", "rich", "pydantic", "sqlite-utils", "pyyaml", "jinja2", "httpx"]
+PYPROJECT = SRC.parent / "pyproject.toml"
+
+
+def _dependencies() -> list[str]:
+    import tomllib
+
+    data = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+    return [re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0] for d in data["project"]["dependencies"]]
 
 
 def _run(*argv: str) -> None:
@@ -42,6 +49,14 @@ def exists(name: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+def runuser() -> str:
+    """The absolute path of runuser (it lives in /usr/sbin, often not on a test's PATH)."""
+    found = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if not found:
+        pytest.fail("runuser not found (util-linux)")
+    return found
 
 
 def require_root() -> None:
@@ -73,7 +88,7 @@ def _usable_by(user: str, python: str, pythonpath: str) -> str | None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "HOME": "/tmp"}
     code = "import opsconsole.cli.main, typer, pydantic, sqlite_utils, yaml, jinja2"
     done = subprocess.run(
-        ["runuser", "-u", user, "--", python, "-c", code],
+        [runuser(), "-u", user, "--", python, "-c", code],
         capture_output=True,
         text=True,
         env=env,
@@ -96,7 +111,7 @@ def _world_readable_src(base: Path) -> Path:
 
 def _pins() -> list[str]:
     out = []
-    for name in DEPENDENCIES:
+    for name in _dependencies():
         try:
             out.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
@@ -117,7 +132,9 @@ def _venv(pins: list[str]) -> Path:
         if (home / ".complete").exists():
             return python
         shutil.rmtree(home, ignore_errors=True)
-        made = subprocess.run([str(system), "-m", "venv", str(home)], capture_output=True, text=True)
+        made = subprocess.run(
+            [str(system), "-m", "venv", str(home)], capture_output=True, text=True
+        )
         if made.returncode != 0:
             pytest.fail(f"cannot make a venv from /usr/bin/python3: {made.stderr.strip()}")
         pip = subprocess.run(

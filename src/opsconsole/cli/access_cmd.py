@@ -87,7 +87,7 @@ def validate(path: FileArg = None) -> None:
 @app.command("apply")
 def apply(path: FileArg = None) -> None:
     """Make an access.yaml the policy in force for this database (needs access.manage,
-    or ownership of the database file); recorded in the audit chain."""
+    or root); recorded in the audit chain."""
     from opsconsole.access import apply_policy
 
     target = _file(path)

@@ -17,6 +17,7 @@ import pytest
 from opsconsole.access import AccessDenied, apply_policy, authorize, can, policy_in_force
 from opsconsole.audit import AuditLog
 from opsconsole.config import load_config
+from opsconsole.errors import OpsError
 from opsconsole.events import EventBus
 from opsconsole.identity import current, os_user
 from opsconsole.operator import UnattendedOperator
@@ -289,10 +290,14 @@ def test_edited_policy_event_is_not_trusted(site: dict[str, Any]) -> None:
         "UPDATE audit_events SET details = replace(details, 'users: [bob]', 'users: [alice]') "
         "WHERE action = 'access.policy.applied'"
     )
-    # The edited event no longer matches its hash: no policy is proven, and the
-    # approval rule for alice does not appear from an edit.
-    record = policy_in_force(_as(site, "alice"))
-    assert record is None or "alice" not in record.policy.roles["approvers"].members.users
+    # The edited event no longer matches its hash: nothing is allowed until root
+    # re-applies the policy (fail closed, never "no policy, allow all").
+    with pytest.raises(OpsError, match="cannot be proven") as err:
+        can(_as(site, "alice"), "runbook.approve")
+    assert err.value.exit_code == 8
+    _apply(site)  # root's break-glass
+    assert not can(_as(site, "alice"), "runbook.approve")
+    assert can(_as(site, "bob"), "runbook.approve")
 
 
 # --- runbooks under the policy ----------------------------------------------------

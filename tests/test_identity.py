@@ -226,6 +226,8 @@ def test_outsider_is_refused_and_the_refusal_is_audited(bastion: Bastion) -> Non
     assert "missing permission runbook.run; roles that have it: requesters" in result.stderr
     apply = b.run(b.requester, "access", "apply")
     assert apply.returncode == 8 and "missing permission access.manage" in apply.stderr
+    sched = b.run(b.outsider, "scheduler", "--once")
+    assert sched.returncode == 8 and "missing permission scheduler.run" in sched.stderr
     denied = [e for e in b.events("runbook.run") if e["outcome"] == "denied"]
     assert b.outsider in {e["actor"] for e in denied}
 

@@ -249,7 +249,20 @@ _cache: dict[tuple[int, str], AccessPolicy] = {}
 def policy_in_force(audit: AuditLog) -> PolicyRecord | None:
     """The policy last applied to this database, as the audit chain proves it."""
     event = proven_event(audit, [POLICY_ACTION])
-    if event is None or event["outcome"] != "ok":
+    if event is None:
+        if audit.db.execute(
+            "SELECT 1 FROM audit_events WHERE action = ? LIMIT 1", [POLICY_ACTION]
+        ).fetchone():
+            # Fail closed: a policy was applied but no record of it verifies (edited, or
+            # a keyed chain read without the key). Never fall back to "allow all".
+            raise OpsError(
+                "the access policy in force cannot be proven: its audit event does not "
+                "verify (edited, or the audit key is missing); run `opsconsole audit verify`, "
+                "then have root re-apply config/access.yaml with `opsconsole access apply`",
+                exit_code=ExitCode.DENIED,
+            )
+        return None
+    if event["outcome"] != "ok":
         return None
     det = event["details"]
     text = str(det.get("text", ""))

@@ -78,8 +78,6 @@ def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
             }
         )
     if result.status == "waiting_approval" and not as_json:
-        if result.error and not result.error.startswith("waiting for approval"):
-            typer.echo(f"error: {result.error}", err=True)
         typer.echo(
             "waiting for approval: another person runs "
             f"`opsconsole runbook approve {result.run_id}`, "

@@ -398,7 +398,5 @@ def unlock(
     """Release a stale lock (its holder process is gone); audited."""
     from opsconsole.runbooks import release_lock
 
-    held = release_lock(
-        state.db(), state.audit(), key, force=force, config=state.optional_config()
-    )
+    held = release_lock(state.db(), state.audit(), key, force=force, config=state.optional_config())
     typer.echo(f"released {key} (was held by run {held.run_id}, {held.actor})")

@@ -138,13 +138,65 @@ def _venv(pins: list[str]) -> Path:
         if made.returncode != 0:
             pytest.fail(f"cannot make a venv from /usr/bin/python3: {made.stderr.strip()}")
         pip = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *pins], capture_output=True, text=True
+            [str(python), "-m", "pip", "install", "-q", "--retries", "1", "--timeout", "20", *pins],
+            capture_output=True,
+            text=True,
         )
         if pip.returncode != 0:
-            pytest.fail(f"cannot install {' '.join(pins)} into {home}: {pip.stderr.strip()}")
+            # Offline: copy the installed distributions of this (same minor version) Python.
+            problem = _copy_distributions(python)
+            if problem:
+                pytest.fail(
+                    f"cannot install {' '.join(pins)} into {home}: {pip.stderr.strip()[-300:]}; "
+                    f"nor copy them: {problem}"
+                )
+        for root, dirs, files in os.walk(home):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+            for f in files:
+                path = os.path.join(root, f)
+                if not os.path.islink(path):
+                    os.chmod(path, os.stat(path).st_mode | 0o444)
         os.chmod(home, 0o755)
         (home / ".complete").touch()
     return python
+
+
+def _copy_distributions(python: Path) -> str | None:
+    """Copy the project's dependencies (and theirs) from this interpreter's environment
+    into the venv of ``python``; None if done, else why not."""
+    target_version = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if target_version != str(sys.version_info[:2]):
+        return f"this Python is {sys.version_info[:2]}, the venv's is {target_version}"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    todo, seen = list(_dependencies()), set()
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for req in dist.requires or []:
+            if "extra ==" not in req:
+                todo.append(re.split(r"[<>=!~ \[;(]", req, maxsplit=1)[0])
+        for file in dist.files or []:
+            src = Path(dist.locate_file(file))
+            if src.is_file() and ".." not in file.parts:
+                dest = Path(site) / file
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+    return None
 
 
 @dataclass

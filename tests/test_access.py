@@ -508,3 +508,46 @@ def test_unknown_shared_group_is_a_config_error(tmp_path: Path) -> None:
     result = cli("--config", str(cfg), "incident", "list")
     assert result.exit_code == 3
     assert "no OS group 'no-such-group-xyz'" in result.stderr
+
+
+def test_access_check_answers_for_another_account(site: dict[str, Any]) -> None:
+    cfg = ("--config", str(site["cfg"]))
+    yes = cli(
+        *cfg,
+        "access",
+        "check",
+        "runbook.run",
+        "--user",
+        "alice",
+        "--runbook",
+        "deploy-web",
+        "--env",
+        "staging",
+    )
+    assert yes.exit_code == 0, yes.output
+    assert "alice: runbook.run allowed" in yes.stdout
+    no = cli(
+        *cfg,
+        "access",
+        "check",
+        "runbook.run",
+        "--user",
+        "alice",
+        "--runbook",
+        "deploy-web",
+        "--env",
+        "production",
+    )
+    assert no.exit_code == 8
+    assert "roles that have it: commanders" in no.stdout
+    assert cli(*cfg, "access", "check", "runbook.fly").exit_code == 2
+
+
+def test_scheduler_records_its_service_identity_and_os_account(site: dict[str, Any]) -> None:
+    site["policy"].unlink()
+    result = cli("--config", str(site["cfg"]), "--as", "bob", "scheduler", "--once")
+    assert result.exit_code == 0, result.output
+    [start] = _events(site["db"], "scheduler.start")
+    assert start["actor"] == "scheduler"
+    assert start["details"]["os_user"] == os_user()
+    assert start["details"]["on_behalf_of"] == "bob"

@@ -93,3 +93,35 @@ def apply(path: FileArg = None) -> None:
     target = _file(path)
     record = apply_policy(state.audit(), target)
     typer.echo(f"applied {target} (sha256 {record.sha256[:12]}, audit event {record.seq})")
+
+
+@app.command("check")
+def check(
+    permission: Annotated[str, typer.Argument(help="e.g. runbook.approve")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="Account to check (default: you).")
+    ] = None,
+    runbook: Annotated[str | None, typer.Option("--runbook", help="Runbook name.")] = None,
+    environment: Annotated[
+        list[str] | None, typer.Option("--env", help="Environment (repeatable).")
+    ] = None,
+) -> None:
+    """Would the policy in force allow PERMISSION? Exit 0 yes, 8 no (nothing recorded)."""
+    from opsconsole.access import PERMISSIONS, can, policy_in_force
+    from opsconsole.audit import AuditLog
+    from opsconsole.errors import OpsError
+
+    if permission not in PERMISSIONS:
+        raise OpsError(
+            f"unknown permission {permission!r}; known: {', '.join(PERMISSIONS)}", exit_code=2
+        )
+    mine = state.audit()
+    who = AuditLog(mine.db, actor=user, key=mine.key) if user else mine
+    envs = environment or []
+    allowed = can(who, permission, runbook=runbook, environments=envs)
+    record = policy_in_force(who)
+    holders = record.policy.roles_with(permission, runbook, envs) if record else ["(default)"]
+    verdict = "allowed" if allowed else "denied"
+    typer.echo(f"{who.actor}: {permission} {verdict}; roles that have it: {', '.join(holders)}")
+    if not allowed:
+        raise typer.Exit(8)

@@ -380,11 +380,13 @@ def test_cli_export_to_an_unwritable_path_is_one_error_line(tmp_path: Path) -> N
     assert "No such file or directory" in result.stderr
 
 
-def test_as_records_the_os_user_too(db_path: Path) -> None:
-    cli("--as", "incident-commander", "audit", "export")
+def test_as_is_only_an_on_behalf_of_annotation(db_path: Path) -> None:
+    from opsconsole.identity import os_user
+
+    cli("--as", "incident-commander", "audit", "export", env={"LOGNAME": "ceo", "USER": "ceo"})
     row = next(iter(open_db(db_path).query("SELECT actor, details FROM audit_events")))
-    assert row["actor"] == "incident-commander"
-    assert "os_user" in json.loads(row["details"])
+    assert row["actor"] == os_user()
+    assert json.loads(row["details"])["on_behalf_of"] == "incident-commander"
 
 
 @pytest.mark.parametrize("content", [None, b"  \n"], ids=["missing", "empty"])

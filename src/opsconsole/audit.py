@@ -21,7 +21,6 @@ truncated to before the last checkpoint you kept is only caught with that checkp
 from __future__ import annotations
 
 import csv
-import getpass
 import hashlib
 import hmac
 import io
@@ -68,10 +67,10 @@ _FIELDS = ("seq", "ts", "actor", "interface", "action", "target", "details", "ou
 
 
 def os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
+    """The OS account of the process (effective uid), never $USER/$LOGNAME."""
+    from opsconsole.identity import os_user as account
+
+    return account()
 
 
 def load_key(key_file: Path | None = None) -> bytes | None:
@@ -120,9 +119,12 @@ class AuditLog:
         actor: str | None = None,
         interface: Interface = "cli",
         key: bytes | None = None,
+        on_behalf_of: str | None = None,
     ) -> None:
         self.db = db
         self.actor = actor or os_user()
+        # An annotation only (``--as``): recorded beside the real actor, grants nothing.
+        self.on_behalf_of = on_behalf_of
         self.interface: Interface = interface
         self.key = key
 
@@ -146,6 +148,8 @@ class AuditLog:
         real_user = os_user()
         if actor != real_user and "os_user" not in det:
             det["os_user"] = real_user
+        if self.on_behalf_of and "on_behalf_of" not in det:
+            det["on_behalf_of"] = self.on_behalf_of
         row: dict[str, Any] = {
             "ts": isoformat(utcnow()),
             "actor": actor,

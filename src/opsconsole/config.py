@@ -247,6 +247,11 @@ class Webhook(Strict):
 
 class Settings(Strict):
     database: Path | None = None
+    shared_group: str | None = Field(
+        None,
+        description="shared host: OS group whose members share the database; its directory "
+        "and files (WAL and SHM included) are created group-writable for it",
+    )
     audit_key_file: Path | None = None
     runbook_dirs: list[Path] = Field(default_factory=list)
     playbook_dirs: list[Path] = Field(default_factory=list)

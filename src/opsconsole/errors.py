@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     AUDIT_WRITE = 5
     AUDIT_TAMPERED = 6
     CONFLICT = 7
+    DENIED = 8  # the access policy refuses the acting account
 
 
 class OpsError(Exception):

@@ -21,7 +21,14 @@ from sqlite_utils.migrations import Migrations
 from opsconsole.errors import OpsError, StoreError
 from opsconsole.paths import default_db_path
 
-__all__ = ["BUSY_TIMEOUT_MS", "immediate", "migrations", "open_db", "resolve_db_path"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "immediate",
+    "migrations",
+    "open_db",
+    "resolve_db_path",
+    "share_with_group",
+]
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -109,10 +116,52 @@ def _all_migration_sets() -> list[Migrations]:
     return sets
 
 
-def open_db(path: Path | None = None, *, migrate: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) the database and bring its schema up to date."""
+def share_with_group(path: Path, group: str) -> None:
+    """The shared-host (bastion) set-up: the database directory and every file in it
+    (database, WAL, SHM, lock files) group-writable for ``group``.
+
+    The directory gets mode 2770 (setgid: new files inherit the group) and the process
+    umask becomes 007. SQLite creates the -wal and -shm files with the database file's
+    own mode, so a 0660 database gives 0660 companions. Files owned by another account
+    are left as they are (only their owner or root may change them)."""
+    import grp
+    import os
+
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise OpsError(
+            f"settings shared_group: no OS group {group!r} (create it with `groupadd {group}`)",
+            exit_code=3,
+        ) from None
+    os.umask(0o007)
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        targets = [directory, *(p for p in directory.glob(path.name + "*") if p.is_file())]
+        for target in targets:
+            st = target.stat()
+            if st.st_uid != os.geteuid() and os.geteuid() != 0:
+                continue
+            if st.st_gid != gid:
+                os.chown(target, -1, gid)
+            mode = 0o2770 if target.is_dir() else 0o660
+            if (st.st_mode & 0o7777) | mode != st.st_mode & 0o7777:
+                os.chmod(target, (st.st_mode & 0o7777) | mode)
+    except OSError as exc:
+        raise OpsError(f"cannot share {directory} with group {group}: {exc}") from None
+
+
+def open_db(
+    path: Path | None = None, *, migrate: bool = True, group: str | None = None
+) -> sqlite_utils.Database:
+    """Open (creating if needed) the database and bring its schema up to date.
+
+    ``group``: a shared host's group (settings ``shared_group``), see :func:`share_with_group`."""
     path = path or default_db_path()
     try:
+        if group:
+            share_with_group(path, group)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(path)
     except (OSError, sqlite3.Error) as exc:
@@ -132,6 +181,8 @@ def open_db(path: Path | None = None, *, migrate: bool = True) -> sqlite_utils.D
                     raise OpsError(f"cannot migrate database {path}: {exc}") from None
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
+    if group:  # files created just now (database, WAL, SHM, lock) as well
+        share_with_group(path, group)
     return db
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +15,23 @@ from opsconsole.incidents import IncidentService
 from opsconsole.store import open_db
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Roles are given to OS accounts: the people of these scenarios must exist.
+PEOPLE = ["alice", "bob", "lena", "omar", "cora", "cas", "sam"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _people() -> Iterator[None]:
+    from tests import accounts
+
+    missing = [p for p in PEOPLE if not accounts.exists(p)]
+    if missing:
+        accounts.require_root()
+    for name in missing:
+        accounts.add_user(name)
+    yield
+    for name in missing:
+        accounts.remove_user(name)
 
 
 class Clock:

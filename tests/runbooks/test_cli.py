@@ -89,9 +89,17 @@ def test_runs_with_an_unknown_status_is_a_usage_error() -> None:
     assert "'sucess' is not a run status; use running, succeeded" in result.output
 
 
-def test_approval_by_another_person_via_cli(
+def test_as_and_environment_cannot_pass_the_two_person_check(
     tmp_path: Path, config_dir: Path, db_path: Path
 ) -> None:
+    """``--as`` is an annotation and $LOGNAME/$USER are ignored: the requester's own
+    account cannot approve; a second account (here through the capability, as another
+    process would) can. Real separate accounts: tests/test_identity_accounts.py."""
+    from opsconsole.audit import AuditLog
+    from opsconsole.identity import os_user
+    from opsconsole.runbooks import decide_approval
+    from opsconsole.store import open_db
+
     path = _write(
         tmp_path,
         "appr",
@@ -102,15 +110,19 @@ def test_approval_by_another_person_via_cli(
           - {id: act, shell: "echo acted"}
         """,
     )
+    me = os_user()
     cfg = ("--config", str(config_dir))
-    assert cli(*cfg, "--as", "alice", "runbook", "run", path).exit_code == 13
+    assert cli(*cfg, "runbook", "run", path).exit_code == 13
     run_id = _run_id(db_path)
-    refused = cli(*cfg, "--as", "alice", "runbook", "approve", run_id)
-    assert refused.exit_code == 7
-    assert "cannot approve" in refused.stderr
-    ok = cli(*cfg, "--as", "bob", "runbook", "approve", run_id, "--comment", "go")
-    assert ok.exit_code == 0, ok.output
-    done = cli(*cfg, "--as", "alice", "runbook", "resume", run_id)
+    spoof = {"LOGNAME": "bob", "USER": "bob", "LNAME": "bob", "USERNAME": "bob"}
+    for who in ("bob", me.upper(), f" {me}", f"{me} "):  # as the annotation says
+        refused = cli(*cfg, "--as", who, "runbook", "approve", run_id, env=spoof)
+        assert refused.exit_code == 7, refused.output
+        assert "cannot approve" in refused.stderr
+        assert "--as" not in refused.stderr
+    db = open_db(db_path)
+    decide_approval(db, AuditLog(db, actor="bob"), run_id, approve=True, comment="go")
+    done = cli(*cfg, "runbook", "resume", run_id)
     assert done.exit_code == 0, done.output
     log = cli("runbook", "log", run_id, "--json")
     steps = json.loads(log.stdout)["steps"]
@@ -118,9 +130,15 @@ def test_approval_by_another_person_via_cli(
     assert "approved by bob: go" in steps[0]["output"]
     audit = json.loads(cli("audit", "list", "--action", "runbook.approval", "--json").stdout)
     assert [(e["actor"], e["outcome"]) for e in audit] == [
-        ("alice", "ok"),
-        ("alice", "refused"),
+        (me, "ok"),
+        *[(me, "denied")] * 4,
         ("bob", "ok"),
+    ]
+    assert [e["details"].get("on_behalf_of") for e in audit[1:5]] == [
+        "bob",
+        me.upper(),
+        f" {me}",
+        f"{me} ",
     ]
 
 

@@ -108,7 +108,7 @@ async def test_self_approval_refused_then_other_actor_approves_and_resume_finish
     ]
     assert actions == [
         "runbook.approval.requested:ok",
-        "runbook.approval.approved:refused",
+        "runbook.approval.approved:denied",
         "runbook.approval.approved:ok",
     ]
 

@@ -14,6 +14,12 @@ from opsconsole.cli.state import console, print_json, state
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 
+def _authorize(permission: str, target: str) -> None:
+    from opsconsole.access import authorize
+
+    authorize(state.audit(), permission, target=target)
+
+
 def _when(value: str | None) -> object:
     if value is None:
         return None
@@ -88,6 +94,7 @@ def verify_(
     from opsconsole.audit import read_checkpoint, verify
     from opsconsole.errors import ExitCode
 
+    _authorize("audit.verify", str(checkpoint or ""))
     cp = read_checkpoint(checkpoint) if checkpoint else None
     result = verify(state.db(), key=state.audit_key(), checkpoint=cp)
     # Verifying is itself an audited action (after the walk, so it does not verify itself).
@@ -139,6 +146,7 @@ def export_(
 
     from opsconsole.audit import export
 
+    _authorize("audit.export", str(out or "-"))
     state.record("audit.export", str(out or "-"), {"format": format.value})
     lines = export(state.db(), format.value)  # type: ignore[arg-type]
     if out is None:
@@ -168,6 +176,7 @@ def checkpoint_(
     """Write the chain head (seq, hash, time; HMAC-signed with a key) to a file."""
     from opsconsole.audit import write_checkpoint
 
+    _authorize("audit.checkpoint", str(out))
     cp = write_checkpoint(state.audit(), out)
     signed = "signed" if cp.signature else "unsigned (no audit key configured)"
     typer.echo(f"checkpoint at seq {cp.seq} written to {out} ({signed})")

@@ -48,11 +48,13 @@ def _fields(kind: Kind | None, param: list[str] | None, **options: Any) -> dict[
 
 
 def _save(name: str, fields: dict[str, Any], *, create: bool) -> None:
+    from opsconsole.access import authorize
     from opsconsole.drills.due import anchor_key, touch_anchor
     from opsconsole.drills.loader import ProductionRefused, check_target, save_drill
     from opsconsole.store import immediate
 
     config, loaded, db, audit = state.config(), _loaded(), state.db(), state.audit()
+    authorize(audit, "drill.manage", target=name)
 
     def before_write(drill: Any) -> None:
         refused = check_target(drill, config.inventory)
@@ -173,11 +175,13 @@ def edit(
 @app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="Drill name.")]) -> None:
     """Delete a drill definition (its recorded runs stay)."""
+    from opsconsole.access import authorize
     from opsconsole.drills.due import forget_anchor
     from opsconsole.drills.loader import remove_drill
     from opsconsole.store import immediate
 
     loaded, db, audit = _loaded(), state.db(), state.audit()
+    authorize(audit, "drill.manage", target=name)
 
     def before_write(drill: Any) -> None:
         audit.record("drill.remove", name, {"plan": drill.plan, "file": str(loaded.path)})

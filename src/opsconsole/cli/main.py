@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scheduler": ("opsconsole.cli.scheduler_cmd", "scheduler"),
     "ssh": ("opsconsole.cli.ssh_cmd", "app"),
     "audit": ("opsconsole.cli.audit", "app"),
+    "access": ("opsconsole.cli.access_cmd", "app"),
     "config": ("opsconsole.cli.config_cmd", "app"),
     "schema": ("opsconsole.cli.schema_cmd", "app"),
 }
@@ -141,13 +142,17 @@ def root(
     ] = None,
     as_: Annotated[
         str | None,
-        typer.Option("--as", help="Act as this person in the audit log (the OS user is kept too)."),
+        typer.Option(
+            "--as",
+            help="Record that you act on behalf of NAME (an annotation only: the actor is "
+            "always your OS account, and --as grants nothing).",
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    state_mod.state.__init__(config_dir=config, db_path=db, actor=as_)  # type: ignore[misc]
+    state_mod.state.__init__(config_dir=config, db_path=db, on_behalf_of=as_)  # type: ignore[misc]
 
 
 def main() -> None:

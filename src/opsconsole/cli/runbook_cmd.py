@@ -266,7 +266,14 @@ def rollback(
 def _decide(run_id: str, approve: bool, comment: str | None) -> None:
     from opsconsole.runbooks import decide_approval
 
-    a = decide_approval(state.db(), state.audit(), run_id, approve=approve, comment=comment)
+    a = decide_approval(
+        state.db(),
+        state.audit(),
+        run_id,
+        approve=approve,
+        comment=comment,
+        config=state.optional_config(),
+    )
     verb = "approved" if approve else "denied"
     typer.echo(
         f"run {a.run_id} step {a.step_id} {verb} by {a.decided_by}; "
@@ -279,7 +286,8 @@ def approve(
     run_id: Annotated[str, typer.Argument(help="Run id.")],
     comment: Annotated[str | None, typer.Option("--comment", "-m", help="Why.")] = None,
 ) -> None:
-    """Approve a run waiting for approval (not your own: use --as NAME for who you are)."""
+    """Approve a run waiting for approval: not one you started or requested (needs the
+    runbook.approve permission; you are your OS account)."""
     _decide(run_id, True, comment)
 
 
@@ -390,5 +398,5 @@ def unlock(
     """Release a stale lock (its holder process is gone); audited."""
     from opsconsole.runbooks import release_lock
 
-    held = release_lock(state.db(), state.audit(), key, force=force)
+    held = release_lock(state.db(), state.audit(), key, force=force, config=state.optional_config())
     typer.echo(f"released {key} (was held by run {held.run_id}, {held.actor})")

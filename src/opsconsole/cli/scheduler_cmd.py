@@ -37,13 +37,15 @@ def scheduler(
     """
     import asyncio
 
-    from opsconsole.audit import AuditLog
+    from opsconsole.access import authorize
     from opsconsole.drills.service import DrillScheduler
+    from opsconsole.identity import SCHEDULER
 
     state.config()  # a broken config fails here, before the lock is taken
-    audit = AuditLog(
-        state.db(), actor=state.actor or "scheduler", interface="scheduler", key=state.audit_key()
-    )
+    # Who may start the service is checked against the OS account; the service then
+    # acts as its own identity, `scheduler` (the OS account is kept in each event).
+    authorize(state.audit(), "scheduler.run", target="scheduler")
+    audit = state.audit_for(SCHEDULER, "scheduler")
 
     def reload_config() -> Config:
         from opsconsole.config import load_config

@@ -19,6 +19,7 @@ SCHEMAS: dict[str, tuple[str, str]] = {
     "incidents": ("opsconsole.incidents.settings:IncidentSettings", "config/incidents.yaml"),
     "drills": ("opsconsole.drills.model:DrillsFile", "config/drills.yaml"),
     "runbook": ("opsconsole.runbooks.schema:Runbook", "runbooks/*.yaml"),
+    "access": ("opsconsole.access:AccessPolicy", "config/access.yaml"),
 }
 
 

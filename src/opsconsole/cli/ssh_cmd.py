@@ -36,6 +36,7 @@ def trust(
     timeout: Annotated[float, typer.Option(help="Connect timeout, seconds.", min=0.1)] = 10.0,
 ) -> None:
     """Show HOST's SSH key fingerprint and pin it in known_hosts (audited as ssh.trust)."""
+    from opsconsole.access import authorize
     from opsconsole.ssh import (
         HostKeyChanged,
         effective_known_hosts,
@@ -47,6 +48,7 @@ def trust(
     from opsconsole.ssh.hostkeys import key_info, load_host_keys
 
     cfg = state.config()
+    authorize(state.audit(), "ssh.trust", target=host)
     target = resolve_host(cfg, host)
     path = (known_hosts or effective_known_hosts(target)).expanduser()
     info = fetch_host_key(target, timeout=timeout)

@@ -28,7 +28,8 @@ __all__ = ["State", "console", "err_console", "print_json", "print_table", "stat
 class State:
     config_dir: Path | None = None
     db_path: Path | None = None
-    actor: str | None = None
+    # ``--as``: an "on behalf of" annotation only; the actor is always the OS account.
+    on_behalf_of: str | None = None
     interface: str = "cli"
     _config: Config | None = field(default=None, repr=False)
     _db: sqlite_utils.Database | None = field(default=None, repr=False)
@@ -64,7 +65,9 @@ class State:
         if self._db is None:
             from opsconsole.store import open_db
 
-            self._db = open_db(self.database_path())
+            cfg = self.optional_config()
+            group = cfg.settings.shared_group if cfg else None
+            self._db = open_db(self.database_path(), group=group)
         return self._db
 
     def audit_key(self) -> bytes | None:
@@ -75,15 +78,29 @@ class State:
 
     def audit(self) -> AuditLog:
         if self._audit is None:
-            from opsconsole.audit import AuditLog
+            from opsconsole.identity import current
 
-            self._audit = AuditLog(
-                self.db(),
-                actor=self.actor,
-                interface=self.interface,  # type: ignore[arg-type]
-                key=self.audit_key(),
-            )
+            self._audit = self.audit_for(current(self.on_behalf_of).name, self.interface)
         return self._audit
+
+    def audit_for(self, actor: str, interface: str) -> AuditLog:
+        """An audit log for ``actor`` (the OS account, or a service identity) that has
+        the config's access policy applied to the database (see :mod:`opsconsole.access`)."""
+        from opsconsole.access import sync_policy
+        from opsconsole.audit import AuditLog
+
+        audit = AuditLog(
+            self.db(),
+            actor=actor,
+            interface=interface,  # type: ignore[arg-type]
+            key=self.audit_key(),
+            on_behalf_of=self.on_behalf_of,
+        )
+        cfg = self.optional_config()
+        warning = sync_policy(audit, cfg.directory if cfg else None)
+        if warning:
+            typer.echo(warning, err=True)
+        return audit
 
     def record(
         self,

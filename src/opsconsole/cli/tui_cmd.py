@@ -27,7 +27,8 @@ def open_console(*, read_only: bool = False) -> None:
     run_tui(
         config=state.optional_config(),
         db_path=state.database_path(),
-        actor=state.actor,
+        # The OS account; opening the audit log also applies the config's access policy.
+        actor=state.audit().actor,
         read_only=read_only,
         audit_key=state.audit_key(),
     )

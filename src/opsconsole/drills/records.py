@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from opsconsole.access import authorize
 from opsconsole.drills import plans, store
 from opsconsole.errors import NotFoundError, OpsError
 from opsconsole.timeutil import isoformat, utcnow
@@ -59,6 +60,7 @@ def record_tabletop(
     held_at: datetime | None = None,
 ) -> store.DrillRun:
     """Record a drill that people held (normally a tabletop exercise)."""
+    authorize(audit, "drill.manage", target=name)
     if outcome not in ("passed", "failed"):
         raise OpsError("outcome must be passed or failed")
     plan = plan or (drill.plan if drill else None)
@@ -113,6 +115,7 @@ def record_review(
     at: datetime | None = None,
 ) -> int:
     """Record that the continuity plan ``plan`` was reviewed."""
+    authorize(audit, "drill.manage", target=plan)
     if not notes.strip():
         raise OpsError("say what the review covered (--notes)")
     when = at or utcnow()
@@ -125,6 +128,7 @@ def record_review(
 def add_followup(
     db: sqlite_utils.Database, audit: AuditLog, run_id: str, spec: FollowUpSpec
 ) -> int:
+    authorize(audit, "drill.manage", target=run_id)
     if store.get_run(db, run_id) is None:
         raise NotFoundError(f"no drill run {run_id!r}")
     with store.audited(
@@ -138,6 +142,7 @@ def add_followup(
 
 
 def close_followup(db: sqlite_utils.Database, audit: AuditLog, followup_id: int) -> None:
+    authorize(audit, "drill.manage", target=str(followup_id))
     with store.audited(db, audit, "drill.followup.close", str(followup_id)):
         if not plans.close_followup(db, followup_id, audit.actor):
             raise NotFoundError(f"no open follow-up #{followup_id}")

@@ -26,10 +26,25 @@ __all__ = ["IncidentChanges"]
 class IncidentChanges(IncidentBase):
     """The change methods of :class:`~opsconsole.incidents.service.IncidentService`."""
 
+    def _commander_only(self, inc: Incident, permission: str, what: str) -> None:
+        """Status moves, closing, decisions and role assignments belong to the incident's
+        commander; anyone else needs ``permission`` in the access policy."""
+        from opsconsole.access import authorize
+        from opsconsole.identity import normalise
+
+        commander = inc.roles.get("commander")
+        if commander and normalise(commander) == normalise(self.actor):
+            return
+        authorize(self.audit, permission, target=f"{inc.id}: {what}")
+
     def assign(self, incident_id: str, role: str, user: str) -> Incident:
-        """Give a role to a person; re-assigning is a handover and says so."""
+        """Give a role to an account; re-assigning is a handover and says so."""
+        from opsconsole.identity import account_name
+
         if role not in ROLES:
             raise OpsError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        user = account_name(user)
+        self._commander_only(self.get(incident_id), "incident.command", f"assign {role}")
         with self.transaction():
             inc = self._open(incident_id)
             before = inc.roles.get(role)
@@ -121,6 +136,7 @@ class IncidentChanges(IncidentBase):
         decision = decision.strip()
         if not decision:
             raise OpsError("a decision needs a name, e.g. notifiable")
+        self._commander_only(self.get(incident_id), "incident.decide", f"decide {decision}")
         with self.transaction():
             inc = self._open(incident_id)
             if decision in inc.decisions:
@@ -152,6 +168,8 @@ class IncidentChanges(IncidentBase):
         return started
 
     def set_status(self, incident_id: str, status: str, note: str | None = None) -> Incident:
+        permission = "incident.close" if status == "closed" else "incident.command"
+        self._commander_only(self.get(incident_id), permission, f"status {status}")
         with self.transaction():
             inc = self._open(incident_id)
             self._check_move(inc, status)

@@ -58,6 +58,13 @@ class IncidentService(IncidentChanges):
         if detected > now + timedelta(minutes=1):
             raise OpsError(f"detected-at {isoformat(detected)} is in the future")
         region_tz = self._check_scope(regions, services)
+        from opsconsole.access import authorize
+
+        authorize(self.audit, "incident.declare", target=title.strip())
+        if commander is not None and commander != self.actor:
+            from opsconsole.identity import account_name
+
+            commander = account_name(commander)
         book = load_playbook(playbook_path or find_playbook(category, self.config))
         if self.settings.calendars:
             book = book.model_copy(

@@ -1,9 +1,16 @@
-"""Durable approvals: a request row waits until a *different* actor decides it."""
+"""Durable approvals: a request waits until a *different* authenticated account decides it.
+
+Two-person rule: the decider must be neither the requester nor the run's starter
+(compared after :func:`opsconsole.identity.normalise`, so ``' ROOT'`` is ``root``) and must
+hold ``runbook.approve`` for the runbook and its environments. ``run_approvals`` lists
+requests for people; the decision the engine acts on is read from the audit chain
+(:func:`proven_decision`), so editing that table approves nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
@@ -14,7 +21,15 @@ from opsconsole.timeutil import isoformat, utcnow
 if TYPE_CHECKING:
     from opsconsole.audit import AuditLog
 
-__all__ = ["Approval", "ApprovalError", "decide_approval", "pending_approval", "request_approval"]
+__all__ = [
+    "Approval",
+    "ApprovalError",
+    "Decision",
+    "decide_approval",
+    "pending_approval",
+    "proven_decision",
+    "request_approval",
+]
 
 
 class ApprovalError(OpsError):
@@ -80,42 +95,101 @@ def decide_approval(
     *,
     approve: bool,
     comment: str | None = None,
+    config: Any = None,
 ) -> Approval:
-    """Approve or deny the run's pending request. The requester may not decide it."""
+    """Approve or deny the run's pending request as ``audit.actor``.
+
+    Refused (audited, outcome ``denied``) to the requester and the run's starter, and
+    to an account without ``runbook.approve`` for this runbook and its environments
+    (those of ``config``'s inventory; without a config, every environment)."""
+    from opsconsole.access import authorize
+    from opsconsole.identity import normalise
+    from opsconsole.runbooks.authz import policy_name, run_environments
     from opsconsole.runbooks.state import get_run
 
     run = get_run(db, run_id)
     verb = "approve" if approve else "deny"
+    action = f"runbook.approval.{'approved' if approve else 'denied'}"
+    pending = pending_approval(db, run.id)
+    if pending is None:
+        raise NotFoundError(f"run {run.id} is not waiting for an approval")
+    target = f"{run.id}/{pending.step_id}"
+    me = normalise(audit.actor)
+    if me in (normalise(pending.requested_by), normalise(run.actor)):
+        # Recorded outside any transaction, so the refusal stays in the log.
+        audit.record(
+            action,
+            target,
+            {
+                "comment": comment,
+                "reason": "self-approval refused",
+                "run_actor": run.actor,
+                "requested_by": pending.requested_by,
+            },
+            "denied",
+        )
+        raise ApprovalError(
+            f"{audit.actor} started or requested run {run.id} and cannot {verb} it: another "
+            "account with the runbook.approve permission must, logged in as themselves"
+        )
+    authorize(
+        audit,
+        "runbook.approve",
+        target=target,
+        runbook=policy_name(run.runbook, run.path, config),
+        environments=run_environments(config, dict(run.params)),
+    )
+    decision = "approved" if approve else "denied"
     with immediate(db):
-        pending = pending_approval(db, run.id)
-        if pending is None:
-            raise NotFoundError(f"run {run.id} is not waiting for an approval")
-        if audit.actor in (pending.requested_by, run.actor):
-            audit.record(
-                f"runbook.approval.{'approved' if approve else 'denied'}",
-                f"{run.id}/{pending.step_id}",
-                {"comment": comment, "reason": "self-approval refused"},
-                "refused",
-            )
-            refusal = ApprovalError(
-                f"{audit.actor} requested run {run.id} and cannot {verb} it; another person "
-                "must (`opsconsole --as NAME runbook approve RUN_ID`)"
-            )
-        else:
-            refusal = None
-            decision = "approved" if approve else "denied"
-            db.execute(
-                "UPDATE run_approvals SET decision = ?, decided_by = ?, decided_at = ?, "
-                "comment = ? WHERE id = ?",
-                [decision, audit.actor, isoformat(utcnow()), comment, pending.id],
-            )
-            audit.record(
-                f"runbook.approval.{decision}",
-                f"{run.id}/{pending.step_id}",
-                {"comment": comment, "requested_by": pending.requested_by},
-            )
-    if refusal is not None:
-        raise refusal
+        again = pending_approval(db, run.id)
+        if again is None or again.id != pending.id:
+            raise ApprovalError(f"run {run.id}: the request was decided meanwhile")
+        db.execute(
+            "UPDATE run_approvals SET decision = ?, decided_by = ?, decided_at = ?, "
+            "comment = ? WHERE id = ?",
+            [decision, audit.actor, isoformat(utcnow()), comment, pending.id],
+        )
+        audit.record(
+            action,
+            target,
+            {"comment": comment, "requested_by": pending.requested_by, "run_actor": run.actor},
+        )
     decided = _latest(db, run.id, pending.step_id)
     assert decided is not None
     return decided
+
+
+@dataclass
+class Decision:
+    decision: str  # approved | denied
+    by: str
+    comment: str | None
+    seq: int
+
+
+def proven_decision(audit: AuditLog, run_id: str, step_id: str) -> Decision | None:
+    """The decision on the latest request for this step, as the audit chain proves it.
+
+    Only an event newer than the latest request counts, and only one by an account other
+    than the requester and the run's starter (a forged or edited row counts for nothing).
+    """
+    from opsconsole.access import proven_event
+    from opsconsole.identity import normalise
+
+    target = f"{run_id}/{step_id}"
+    asked = proven_event(audit, ["runbook.approval.requested"], target)
+    event = proven_event(audit, ["runbook.approval.approved", "runbook.approval.denied"], target)
+    if event is None or event["outcome"] != "ok":
+        return None
+    if asked is not None and event["seq"] < asked["seq"]:
+        return None
+    det = event["details"]
+    others = {normalise(str(det.get("requested_by", ""))), normalise(str(det.get("run_actor", "")))}
+    if normalise(event["actor"]) in others:
+        return None
+    return Decision(
+        decision=event["action"].rsplit(".", 1)[1],
+        by=event["actor"],
+        comment=det.get("comment"),
+        seq=int(event["seq"]),
+    )

@@ -142,10 +142,12 @@ def template_context(
 
 
 def _cli_argv(config: Config, run: dict[str, Any], db: Any) -> list[str]:
-    """How a shell step calls opsconsole: same interpreter, config, database and actor."""
+    """How a shell step calls opsconsole: same interpreter, config and database. The
+    child acts as the same OS account, so no identity is passed (there is no flag that
+    could set one)."""
     argv = [sys.executable, "-m", "opsconsole", "--config", str(config.directory)]
     if db is not None:
         row = db.execute("PRAGMA database_list").fetchone()
         if row and row[2]:
             argv += ["--db", str(row[2])]
-    return [*argv, "--as", str(run.get("actor") or "")]
+    return argv

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from opsconsole.errors import AuditWriteError, OpsError
 from opsconsole.operator import NeedsAPerson, Operator
 from opsconsole.redact import secrets
+from opsconsole.runbooks.authz import check_others, check_start
 from opsconsole.runbooks.context import (
     RunbookRunError,
     coerce_params,
@@ -98,6 +99,7 @@ async def start_run(
     _register_env_secrets(env)
     values = coerce_params(runbook, params)
     run_id = run_id or _new_run_id()
+    check_start(env, runbook, values, run_id)  # access policy: before anything is written
     path, source = _source_text(runbook)
     meta = {
         "id": run_id,
@@ -281,6 +283,7 @@ async def resume_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResu
     run = get_run(env.db, run_id)
     if run.status in TERMINAL_RUN:
         raise RunbookRunError(f"run {run.id} already finished: {run.status}; nothing to resume")
+    check_others(env, run, "runbook.resume-others")
     _check_not_live(run)
     driver, run = await _reload(run.id, env, operator)
     if run.lock_key:
@@ -314,6 +317,7 @@ async def rollback_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunRe
         run.phase == "rollback" and run.status in TERMINAL_RUN
     ):
         raise RunbookRunError(f"run {run.id} is {run.status}; its rollback cannot start now")
+    check_others(env, run, "runbook.rollback-others")
     _check_not_live(run)
     driver, run = await _reload(run.id, env, operator)
     if not driver.runbook.rollback:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
@@ -117,9 +117,14 @@ def release_lock(
     *,
     run_id: str | None = None,
     force: bool = False,
+    config: Any = None,
 ) -> LockInfo:
     """Release ``key``. Without ``run_id`` (an operator's unlock) the holder must be
     stale or finished unless ``force``."""
+    if run_id is None:  # an operator's unlock: someone else's lock needs the permission
+        from opsconsole.runbooks.authz import check_unlock
+
+        check_unlock(db, audit, key, config)
     with immediate(db):
         held = get_lock(db, key)
         if held is None:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from opsconsole.redact import secrets
-from opsconsole.runbooks.approvals import approval_for, request_approval
+from opsconsole.runbooks.approvals import approval_for, proven_decision, request_approval
 from opsconsole.runbooks.events import ApprovalRequested
 from opsconsole.runbooks.schema import ApprovalAction, InputAction, ManualAction
 from opsconsole.runbooks.steps import Outcome, StepContext
@@ -74,17 +74,17 @@ class Approval:
     async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         db, audit = ctx.env.db, ctx.env.audit
         step_id = ctx.step.id
-        if ctx.mode == "drill":
-            ok = await ctx.operator.confirm(
-                f"approve '{ctx.step.title}' (drill): {rendered['message']}",
-                auto_ok=ctx.auto_confirm,
+        if ctx.mode == "drill" and ctx.operator.name == "unattended":
+            # Drills never auto-approve (not even `drill: auto-confirm`): an unattended
+            # drill that reaches an approval stops here, named, with nothing changed.
+            reason = (
+                f"needs approval at step {step_id}: drills are not auto-approved; run this "
+                "drill attended so a second person can approve it"
             )
-            if not ok:
-                return Outcome("failed", {"approved": False}, "", "not approved")
-            audit.record("runbook.approval.auto", f"{ctx.run_id}/{step_id}", {"mode": "drill"})
-            return Outcome(
-                "succeeded", {"approved": True, "by": "drill auto-confirm"}, "auto-approved"
+            audit.record(
+                "runbook.approval.required", f"{ctx.run_id}/{step_id}", {"mode": "drill"}, "failed"
             )
+            return Outcome("failed", {"approved": False}, "", reason)
         existing = approval_for(db, ctx.run_id, step_id)
         if existing is None or existing.decision == "pending":
             req = request_approval(db, audit, ctx.run_id, step_id, rendered["message"])
@@ -102,20 +102,33 @@ class Approval:
         while True:
             current = approval_for(db, ctx.run_id, step_id)
             assert current is not None
-            if current.decision == "approved":
+            # The decision acted on is the one the audit chain proves, not the table's.
+            proof = proven_decision(audit, ctx.run_id, step_id)
+            if proof is not None and proof.decision == "approved":
                 return Outcome(
                     "succeeded",
-                    {"approved": True, "by": current.decided_by, "comment": current.comment},
-                    f"approved by {current.decided_by}"
-                    + (f": {current.comment}" if current.comment else ""),
+                    {"approved": True, "by": proof.by, "comment": proof.comment},
+                    f"approved by {proof.by}" + (f": {proof.comment}" if proof.comment else ""),
                 )
-            if current.decision == "denied":
-                reason = f"denied by {current.decided_by}" + (
-                    f": {current.comment}" if current.comment else ""
+            if proof is not None:
+                reason = f"denied by {proof.by}" + (f": {proof.comment}" if proof.comment else "")
+                return Outcome("failed", {"approved": False, "by": proof.by}, reason, reason)
+            if current.decision != "pending":
+                # The table says decided, the chain does not: someone edited the table.
+                reason = (
+                    f"run_approvals says {current.decision!r} by {current.decided_by}, but the "
+                    "audit log holds no such decision (the table was edited); still waiting "
+                    "for an approval recorded with `opsconsole runbook approve`"
                 )
-                return Outcome(
-                    "failed", {"approved": False, "by": current.decided_by}, reason, reason
+                audit.record(
+                    "runbook.approval.unproven",
+                    f"{ctx.run_id}/{step_id}",
+                    {"table_decision": current.decision, "table_decided_by": current.decided_by},
+                    "denied",
                 )
+                # A fresh request, so a real approver can still decide it.
+                request_approval(db, audit, ctx.run_id, step_id, rendered["message"])
+                return Outcome("waiting_approval", {}, "", reason)
             if loop.time() >= deadline:
                 return Outcome(
                     "waiting_approval",

@@ -149,6 +149,11 @@ class AuditScreen(OpsScreen):
             # Its own connection: the walk must not share a cursor with the UI thread.
             db = open_db(self.ctx.db_path, migrate=False)
             try:
+                from opsconsole.access import authorize
+                from opsconsole.audit import AuditLog
+
+                me = AuditLog(db, actor=self.ctx.actor, interface="tui", key=self.ctx.audit.key)
+                authorize(me, "audit.verify")  # the policy, as for `opsconsole audit verify`
                 result = verify(db, key=self.ctx.audit.key)
             finally:
                 db.conn.close()

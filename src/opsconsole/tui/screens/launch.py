@@ -155,7 +155,12 @@ def approve_run(app: OpsConsoleApp, run_id: str) -> None:
             return
         try:
             decide_approval(
-                app.ctx.db, app.ctx.audit, run_id, approve=bool(yes), comment="from the console"
+                app.ctx.db,
+                app.ctx.audit,
+                run_id,
+                approve=bool(yes),
+                comment="from the console",
+                config=app.ctx.config,
             )
         except OpsError as exc:
             app.notify(str(exc), severity="error", timeout=10)

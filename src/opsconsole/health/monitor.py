@@ -36,6 +36,7 @@ from opsconsole.health.model import (
     StateChanged,
     SweepCompleted,
     Target,
+    TargetHistory,
     targets_from_config,
 )
 from opsconsole.health.rollup import RollUp
@@ -65,7 +66,10 @@ class Monitor:
         service: str | None = None,
         targets: list[Target] | None = None,
         notify: bool = True,
+        persist: bool = True,
     ) -> None:
+        """``db``: stored samples to ``restore`` from and, with ``persist``, to write each
+        sweep's samples to (``persist=False``: a dry run that reads the state only)."""
         from opsconsole.health.probes import HttpProbe, SshProbe, TcpProbe
 
         self.config = config
@@ -74,6 +78,7 @@ class Monitor:
         self.audit = audit
         self.bus = bus
         self.notify = notify
+        self.persist = persist
         self.region_filter = region
         self.service_filter = service
         self.targets = (
@@ -84,7 +89,11 @@ class Monitor:
         self._trackers: dict[str, Tracker] = {t.id: self._tracker(t) for t in self.targets}
         self._rollup = RollUp(config, region)
         self._probes: dict[str, Probe] = {
-            "http": HttpProbe(config, max_connections=self.settings.concurrency),
+            "http": HttpProbe(
+                config,
+                max_connections=self.settings.concurrency,
+                per_host=self.settings.per_host_concurrency,
+            ),
             "tcp": TcpProbe(),
             "ssh": SshProbe(config),
         }
@@ -111,6 +120,8 @@ class Monitor:
             window=self.settings.window,
             down_after=h.down_after,
             recover_after=h.recover_after,
+            flap_window=self.settings.flapping.window,
+            flap_threshold=self.settings.flapping.threshold,
         )
 
     def _prometheus_sources(self) -> list[Any]:
@@ -167,7 +178,10 @@ class Monitor:
                     return await self._probes[target.kind].check(target)
             except TimeoutError:
                 return Outcome(
-                    ok=False, latency_ms=None, error=f"timeout after {target.timeout:g}s"
+                    ok=False,
+                    latency_ms=None,
+                    error=f"timeout after {target.timeout:g}s",
+                    timed_out=True,
                 )
             except Exception as exc:
                 return Outcome(ok=False, latency_ms=None, error=f"probe error: {exc!r}")
@@ -197,7 +211,10 @@ class Monitor:
             results.extend(batch)
         elapsed = time.perf_counter() - t0
         changes: list[StateChanged] = []
-        for target, outcome, at in results:
+        for i, (target, outcome, at) in enumerate(results):
+            if i % 500 == 499:
+                # Thousands of results: let the loop breathe (key presses, other tasks).
+                await asyncio.sleep(0)
             tracker = self._trackers.get(target.id)
             if tracker is None:  # a target a health source discovered
                 tracker = self._trackers[target.id] = self._tracker(target)
@@ -215,6 +232,7 @@ class Monitor:
                         error=outcome.error,
                         status_code=outcome.status_code,
                         phases=outcome.phases,
+                        timed_out=outcome.timed_out,
                         at=at,
                     )
                 )
@@ -267,6 +285,18 @@ class Monitor:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    def history(self, target: str) -> TargetHistory | None:
+        """One target's stored window (samples oldest first) with min/p50/p95/p99/max —
+        the drill-down view; None for an unknown target id. No I/O."""
+        tracker = self._trackers.get(target)
+        return tracker.history() if tracker is not None else None
+
+    def transitional(self) -> bool:
+        """Some target's state may still move on the next sweep without the endpoint
+        changing (failures short of ``down_after``, a recovery short of
+        ``recover_after``, no sample yet). One-shot checks sweep until this is false."""
+        return any(t.transitional for t in self._trackers.values())
+
     # -- state from stored samples -----------------------------------------------------
 
     async def restore(self) -> int:
@@ -305,7 +335,7 @@ class Monitor:
         self, results: list[tuple[Target, Outcome, datetime]], changes: list[StateChanged]
     ) -> None:
         report = [c for c in changes if self._reportable(c)]
-        if self.db is not None:
+        if self.db is not None and self.persist:
             async with self._lock():
                 await asyncio.to_thread(self._write, results, report)
         if self.notify and report and self.config.settings.webhooks:

@@ -1,8 +1,9 @@
 """Roll-up of target states to services and regions, remembering when each changed.
 
-A service is ``down`` when all its targets are down and ``degraded`` when any target is
-not ok; a region is ``down`` when any of its *critical* services is down and ``degraded``
-when any service is not ok.
+A service is ``down`` when all its targets are down, otherwise the worst of its targets'
+states with ``down`` counted as ``degraded``; a region is ``down`` when any of its
+*critical* services is down, otherwise the worst of its services' states (a non-critical
+service down makes it ``degraded``). ``flapping`` ranks between degraded and down.
 """
 
 from __future__ import annotations
@@ -122,9 +123,7 @@ class RollUp:
         else:
             state = worst(states)
             state = "degraded" if state == "down" else state
-        lat = sorted(
-            s.latency_ms for t in trackers for s in t.samples if s.ok and s.latency_ms is not None
-        )
+        lat = sorted(v for t in trackers for v in t.latencies())  # timeouts count (stats.py)
         n = sum(len(t.samples) for t in trackers)
         fails = sum(1 for t in trackers for s in t.samples if not s.ok)
         errored = [t for t in statuses if t.last_error and t.state != "ok"]

@@ -250,7 +250,7 @@ class Monitor:
                     )
                 )
         self.sweep_count += 1
-        snap = self._rollup.build(
+        snap = await self._rollup.abuild(
             self._trackers.values(), elapsed=elapsed, sweeps=self.sweep_count, changes=changes
         )
         self._snapshot = snap

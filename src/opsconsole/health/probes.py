@@ -462,9 +462,13 @@ class SshProbe:
             res = await asyncio.to_thread(
                 run_on_client, client, ep.ssh.command, timeout=max(remaining, 0.1), alias=alias
             )
-            if res.exit_status is None and not res.timed_out and attempt == 1:
+            transport = client.get_transport()
+            broken = transport is None or not transport.is_active()
+            if res.exit_status is None and not res.timed_out and broken and attempt == 1:
                 # The kept connection broke (host restarted, idle timeout): reconnect once.
-                self._drop(alias)
+                # (A channel refused on a live connection, e.g. sshd's MaxSessions, is
+                # reported as it is: other checks may be using that connection.)
+                self._drop(alias, client)
                 continue
             break
         assert res is not None
@@ -490,10 +494,10 @@ class SshProbe:
             return Outcome(ok=False, latency_ms=latency, error=f"output does not contain {want!r}")
         return Outcome(ok=True, latency_ms=latency, slow=latency > target.latency_threshold_ms)
 
-    def _drop(self, alias: str) -> None:
-        client = self._clients.pop(alias, None)
-        if client is not None:
-            client.close()
+    def _drop(self, alias: str, client: Any) -> None:
+        if self._clients.get(alias) is client:  # not one another check already replaced
+            del self._clients[alias]
+        client.close()
 
     async def aclose(self) -> None:
         clients = list(self._clients.values())

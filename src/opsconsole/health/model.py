@@ -69,7 +69,7 @@ class Target:
     spec: Endpoint | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """The result of one probe. ``slow``: it succeeded above the latency threshold."""
 
@@ -82,7 +82,7 @@ class Outcome:
     timed_out: bool = False  # the probe gave up after its timeout (latency_ms is None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One stored probe result of a target (the drill-down's rows)."""
 

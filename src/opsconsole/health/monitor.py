@@ -53,6 +53,26 @@ if TYPE_CHECKING:
 
 __all__ = ["Monitor"]
 
+# A large inventory means hundreds of thousands of long-lived objects (config models,
+# trackers, their windows). Python's full collections rescan all of them, pausing every
+# thread of the process for ~0.5 s several times a sweep at 5,000 targets (measured:
+# bench/probes.py); gc.freeze() moves what exists after the first sweep out of the
+# collector's view (refcounting still frees it). Once per process, and only from this
+# many targets on, where the pauses are felt.
+FREEZE_AT = 1000
+_frozen = False
+
+
+def _freeze_long_lived(targets: int) -> None:
+    global _frozen
+    if _frozen or targets < FREEZE_AT:
+        return
+    import gc
+
+    _frozen = True
+    gc.collect(1)  # the young garbage of start-up is not worth keeping forever
+    gc.freeze()
+
 
 class Monitor:
     def __init__(
@@ -249,6 +269,8 @@ class Monitor:
                         at=at,
                     )
                 )
+        if self.sweep_count == 0:
+            _freeze_long_lived(len(self._trackers))
         self.sweep_count += 1
         snap = await self._rollup.abuild(
             self._trackers.values(), elapsed=elapsed, sweeps=self.sweep_count, changes=changes

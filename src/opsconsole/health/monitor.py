@@ -224,11 +224,23 @@ class Monitor:
             self._prepared = True
             self._probes["http"].prepare(self.targets)  # type: ignore[attr-defined]
         t0 = time.perf_counter()
-        jobs = [self._one(t) for t in self.targets]
-        src_jobs = [self._source(s) for s in self._sources]
-        results = list(await asyncio.gather(*jobs))
-        for batch in await asyncio.gather(*src_jobs):
-            results.extend(batch)
+        src_jobs = asyncio.gather(*(self._source(s) for s in self._sources))
+        jobs: list[asyncio.Task[tuple[Target, Outcome, datetime]]] = []
+        try:
+            for i, target in enumerate(self.targets):
+                jobs.append(asyncio.create_task(self._one(target)))
+                if i % 500 == 499:
+                    # Each new task's first step runs in the next turn of the loop: start
+                    # them 500 at a time so that turn stays short with thousands of targets.
+                    await asyncio.sleep(0)
+            results = list(await asyncio.gather(*jobs))
+            for batch in await src_jobs:
+                results.extend(batch)
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            src_jobs.cancel()
+            raise
         elapsed = time.perf_counter() - t0
         changes: list[StateChanged] = []
         for i, (target, outcome, at) in enumerate(results):

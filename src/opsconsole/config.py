@@ -129,6 +129,9 @@ class Endpoint(Strict):
     phases: bool = Field(False, description="record DNS/connect/TLS/TTFB/transfer timings")
     verify_tls: bool = True
     ca_file: Path | None = None
+    follow_redirects: bool = Field(
+        False, description="follow up to 10 redirects and judge the final response"
+    )
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> Endpoint:
@@ -220,6 +223,11 @@ class Hysteresis(Strict):
     recover_after: int = Field(2, ge=1, description="consecutive successes before ok")
 
 
+class Flapping(Strict):
+    window: int = Field(20, ge=2, description="probes looked at")
+    threshold: int = Field(8, ge=1, description="result changes in the window that mean flapping")
+
+
 class ProbeSettings(Strict):
     interval_seconds: float = Field(10, gt=0)
     timeout_seconds: float = Field(5, gt=0)
@@ -227,6 +235,7 @@ class ProbeSettings(Strict):
     per_host_concurrency: int = Field(10, ge=1)
     window: int = Field(60, ge=1, description="samples kept per target for statistics")
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+    flapping: Flapping = Field(default_factory=Flapping)
     raw_retention_minutes: int = Field(60, ge=1)
     rollup_retention_days: int = Field(30, ge=1)
 

@@ -76,6 +76,7 @@ class HttpServer:
         app = web.Application()
         app.router.add_get("/", self._root)
         app.router.add_get("/json", self._json)
+        app.router.add_get("/moved", self._moved)
         app.router.add_post("/hook", self._hook)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self.runner.setup()
@@ -102,6 +103,9 @@ class HttpServer:
             self.in_flight -= 1
             self.shared["now"] -= 1
 
+    async def _moved(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/json")
+
     async def _json(self, request: web.Request) -> web.Response:
         return web.json_response({"status": self.json_status, "nested": {"v": 1}})
 
@@ -111,6 +115,58 @@ class HttpServer:
 
     def close(self) -> None:
         self.lt.run(self.runner.cleanup())
+
+
+def _serve_delayed(socks: list[socket.socket], delay: float, ready: Any) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        return web.json_response({"status": "ok"})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/e/{n}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        for s in socks:
+            await web.SockSite(runner, s, backlog=2048).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+class DelayServerProcess:
+    """``/e/N`` answers after ``delay`` seconds, served by aiohttp in a separate process
+    (so the client under test never shares a GIL or an event loop with it), on ``ports``
+    listening sockets. ``urls(n)`` spreads n endpoints over them."""
+
+    def __init__(self, delay: float, ports: int = 4) -> None:
+        import multiprocessing as mp
+
+        socks = []
+        for _ in range(ports):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            s.listen(2048)
+            socks.append(s)
+        self.ports = [s.getsockname()[1] for s in socks]
+        ctx = mp.get_context("fork")
+        ready = ctx.Event()
+        self.proc = ctx.Process(target=_serve_delayed, args=(socks, delay, ready), daemon=True)
+        self.proc.start()
+        for s in socks:
+            s.close()
+        if not ready.wait(30):
+            self.close()
+            raise RuntimeError("the delayed HTTP server did not start")
+
+    def urls(self, n: int) -> list[str]:
+        return [f"http://127.0.0.1:{self.ports[i % len(self.ports)]}/e/{i}" for i in range(n)]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.join(10)
 
 
 class RawServer:

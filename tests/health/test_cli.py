@@ -48,6 +48,23 @@ def test_status_exit_1_degraded_then_2_down(tmp_path: Path, servers: Callable[..
     assert cli("--config", str(tmp_path / "cfg"), "status").exit_code == 0
 
 
+def test_status_shows_a_flapping_service(tmp_path: Path, servers: Callable[..., Any]) -> None:
+    srv = servers()
+    srv.mode = "flap"
+    write_config(
+        tmp_path / "cfg",
+        {"api": svc(srv.url)},
+        probe={"flapping": {"window": 4, "threshold": 3}},
+    )
+    codes = [cli("--config", str(tmp_path / "cfg"), "status") for _ in range(4)]
+    res = codes[-1]  # ok, fail, ok, fail: 3 changes in 4 probes
+    assert res.exit_code == 1, res.output
+    assert "↕ flapping" in res.stdout and "1 flapping" in res.stdout, res.stdout
+    data = json.loads(cli("--config", str(tmp_path / "cfg"), "status", "--json").stdout)
+    target = data["regions"]["r1"]["services"]["api"]["targets"][0]
+    assert target["flapping"] is True and data["regions"]["r1"]["state"] == "flapping"
+
+
 def test_status_filters_by_region_and_service(tmp_path: Path, servers: Callable[..., Any]) -> None:
     good, bad = servers(), servers()
     bad.mode = "fail"

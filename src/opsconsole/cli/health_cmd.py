@@ -1,6 +1,6 @@
 """``opsconsole status``, ``watch`` and ``host``: live health from the terminal.
 
-Exit codes of ``status``: 0 all ok, 1 something degraded, 2 something down, 3 a
+Exit codes of ``status``: 0 all ok, 1 something degraded or flapping, 2 something down, 3 a
 configuration error (including an unknown ``--region``/``--service``).
 """
 
@@ -24,7 +24,13 @@ __all__ = ["register", "render_table", "run_watch", "sparkline"]
 Region = Annotated[str | None, typer.Option("--region", "-r", help="Only this region.")]
 Service = Annotated[str | None, typer.Option("--service", "-s", help="Only this service.")]
 
-STYLE = {"ok": "green", "degraded": "yellow", "down": "bold red", "unknown": "dim"}
+STYLE = {
+    "ok": "green",
+    "degraded": "yellow",
+    "flapping": "bold magenta",
+    "down": "bold red",
+    "unknown": "dim",
+}
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -136,7 +142,7 @@ def status(
         out.print(render_table(snap))
         counts = {
             s: sum(1 for x in snap.services() if x.state == s)
-            for s in ("ok", "degraded", "down", "unknown")
+            for s in ("ok", "degraded", "flapping", "down", "unknown")
         }
         out.print(
             ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -19,20 +19,30 @@ __all__ = [
     "Outcome",
     "ProbeResult",
     "RegionStatus",
+    "Sample",
     "ServiceStatus",
     "Snapshot",
     "StateChanged",
     "SweepCompleted",
     "Target",
+    "TargetHistory",
     "TargetStatus",
     "targets_from_config",
     "worst",
 ]
 
-HealthState = Literal["unknown", "ok", "degraded", "down"]
-STATE_ORDER: dict[str, int] = {"unknown": 0, "ok": 1, "degraded": 2, "down": 3}
+HealthState = Literal["unknown", "ok", "degraded", "flapping", "down"]
+# ``flapping``: the probe result keeps changing (see stats.py); worse than degraded,
+# never "down" (a failover gate waits for down, not for a flapping region).
+STATE_ORDER: dict[str, int] = {"unknown": 0, "ok": 1, "degraded": 2, "flapping": 3, "down": 4}
 # A word and a symbol, never colour alone.
-STATE_SYMBOL: dict[str, str] = {"unknown": "?", "ok": "✔", "degraded": "▲", "down": "✖"}
+STATE_SYMBOL: dict[str, str] = {
+    "unknown": "?",
+    "ok": "✔",
+    "degraded": "▲",
+    "flapping": "↕",
+    "down": "✖",
+}
 
 
 def worst(states: list[str]) -> HealthState:
@@ -59,7 +69,7 @@ class Target:
     spec: Endpoint | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """The result of one probe. ``slow``: it succeeded above the latency threshold."""
 
@@ -69,6 +79,47 @@ class Outcome:
     status_code: int | None = None
     slow: bool = False
     phases: dict[str, float | None] | None = None
+    timed_out: bool = False  # the probe gave up after its timeout (latency_ms is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One stored probe result of a target (the drill-down's rows)."""
+
+    at: datetime
+    ok: bool
+    slow: bool
+    latency_ms: float | None
+    error: str | None = None
+    timed_out: bool = False
+    status_code: int | None = None
+
+
+@dataclass(frozen=True)
+class TargetHistory:
+    """A target's samples (oldest first) and their latency spread.
+
+    Percentiles count a timed-out probe as taking its timeout (``timeout_s``): the real
+    latency is at least that, and leaving timeouts out would make p95 look best exactly
+    when the endpoint is slowest. Other failures (refused, DNS, HTTP 5xx) have no latency
+    that says anything about the endpoint's speed; they count in ``failures`` only.
+    """
+
+    target: str
+    samples: tuple[Sample, ...]
+    timeout_s: float
+    min_ms: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max_ms: float | None
+    failures: int
+    timeouts: int
+
+    @property
+    def availability(self) -> float | None:
+        n = len(self.samples)
+        return round(100 * (n - self.failures) / n, 2) if n else None
 
 
 def _host_key(ep: Endpoint) -> str:
@@ -132,6 +183,11 @@ class TargetStatus:
     last_checked: datetime | None
     phases: dict[str, float | None] | None = None
     history: tuple[float | None, ...] = ()  # recent latencies, None = failed
+    timeouts: int = 0  # timed-out probes in the window (counted in p50/p95/p99, see TargetHistory)
+    min_ms: float | None = None
+    max_ms: float | None = None
+    flapping: bool = False  # state is "flapping" (the underlying state is in ``settled``)
+    settled: HealthState | None = None  # the hysteresis state beneath "flapping"
 
 
 @dataclass(frozen=True)
@@ -173,8 +229,9 @@ class Snapshot:
 
     @property
     def exit_code(self) -> int:
-        """0 all ok, 1 something degraded, 2 something down (``status``'s contract)."""
-        return {"down": 2, "degraded": 1}.get(self.state, 0)
+        """0 all ok, 1 something degraded or flapping, 2 something down (``status``'s
+        contract)."""
+        return {"down": 2, "degraded": 1, "flapping": 1}.get(self.state, 0)
 
     def services(self) -> list[ServiceStatus]:
         return [s for r in self.regions.values() for s in r.services.values()]
@@ -221,6 +278,7 @@ class ProbeResult(Event):
     error: str | None
     status_code: int | None = None
     phases: dict[str, float | None] | None = None
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

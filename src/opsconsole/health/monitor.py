@@ -36,6 +36,7 @@ from opsconsole.health.model import (
     StateChanged,
     SweepCompleted,
     Target,
+    TargetHistory,
     targets_from_config,
 )
 from opsconsole.health.rollup import RollUp
@@ -52,6 +53,26 @@ if TYPE_CHECKING:
 
 __all__ = ["Monitor"]
 
+# A large inventory means hundreds of thousands of long-lived objects (config models,
+# trackers, their windows). Python's full collections rescan all of them, pausing every
+# thread of the process for ~0.5 s several times a sweep at 5,000 targets (measured:
+# bench/probes.py); gc.freeze() moves what exists after the first sweep out of the
+# collector's view (refcounting still frees it). Once per process, and only from this
+# many targets on, where the pauses are felt.
+FREEZE_AT = 1000
+_frozen = False
+
+
+def _freeze_long_lived(targets: int) -> None:
+    global _frozen
+    if _frozen or targets < FREEZE_AT:
+        return
+    import gc
+
+    _frozen = True
+    gc.collect(1)  # the young garbage of start-up is not worth keeping forever
+    gc.freeze()
+
 
 class Monitor:
     def __init__(
@@ -65,7 +86,10 @@ class Monitor:
         service: str | None = None,
         targets: list[Target] | None = None,
         notify: bool = True,
+        persist: bool = True,
     ) -> None:
+        """``db``: stored samples to ``restore`` from and, with ``persist``, to write each
+        sweep's samples to (``persist=False``: a dry run that reads the state only)."""
         from opsconsole.health.probes import HttpProbe, SshProbe, TcpProbe
 
         self.config = config
@@ -74,6 +98,7 @@ class Monitor:
         self.audit = audit
         self.bus = bus
         self.notify = notify
+        self.persist = persist
         self.region_filter = region
         self.service_filter = service
         self.targets = (
@@ -84,7 +109,11 @@ class Monitor:
         self._trackers: dict[str, Tracker] = {t.id: self._tracker(t) for t in self.targets}
         self._rollup = RollUp(config, region)
         self._probes: dict[str, Probe] = {
-            "http": HttpProbe(config, max_connections=self.settings.concurrency),
+            "http": HttpProbe(
+                config,
+                max_connections=self.settings.concurrency,
+                per_host=self.settings.per_host_concurrency,
+            ),
             "tcp": TcpProbe(),
             "ssh": SshProbe(config),
         }
@@ -111,6 +140,8 @@ class Monitor:
             window=self.settings.window,
             down_after=h.down_after,
             recover_after=h.recover_after,
+            flap_window=self.settings.flapping.window,
+            flap_threshold=self.settings.flapping.threshold,
         )
 
     def _prometheus_sources(self) -> list[Any]:
@@ -167,7 +198,10 @@ class Monitor:
                     return await self._probes[target.kind].check(target)
             except TimeoutError:
                 return Outcome(
-                    ok=False, latency_ms=None, error=f"timeout after {target.timeout:g}s"
+                    ok=False,
+                    latency_ms=None,
+                    error=f"timeout after {target.timeout:g}s",
+                    timed_out=True,
                 )
             except Exception as exc:
                 return Outcome(ok=False, latency_ms=None, error=f"probe error: {exc!r}")
@@ -190,14 +224,29 @@ class Monitor:
             self._prepared = True
             self._probes["http"].prepare(self.targets)  # type: ignore[attr-defined]
         t0 = time.perf_counter()
-        jobs = [self._one(t) for t in self.targets]
-        src_jobs = [self._source(s) for s in self._sources]
-        results = list(await asyncio.gather(*jobs))
-        for batch in await asyncio.gather(*src_jobs):
-            results.extend(batch)
+        src_jobs = asyncio.gather(*(self._source(s) for s in self._sources))
+        jobs: list[asyncio.Task[tuple[Target, Outcome, datetime]]] = []
+        try:
+            for i, target in enumerate(self.targets):
+                jobs.append(asyncio.create_task(self._one(target)))
+                if i % 500 == 499:
+                    # Each new task's first step runs in the next turn of the loop: start
+                    # them 500 at a time so that turn stays short with thousands of targets.
+                    await asyncio.sleep(0)
+            results = list(await asyncio.gather(*jobs))
+            for batch in await src_jobs:
+                results.extend(batch)
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            src_jobs.cancel()
+            raise
         elapsed = time.perf_counter() - t0
         changes: list[StateChanged] = []
-        for target, outcome, at in results:
+        for i, (target, outcome, at) in enumerate(results):
+            if i % 500 == 499:
+                # Thousands of results: let the loop breathe (key presses, other tasks).
+                await asyncio.sleep(0)
             tracker = self._trackers.get(target.id)
             if tracker is None:  # a target a health source discovered
                 tracker = self._trackers[target.id] = self._tracker(target)
@@ -215,6 +264,7 @@ class Monitor:
                         error=outcome.error,
                         status_code=outcome.status_code,
                         phases=outcome.phases,
+                        timed_out=outcome.timed_out,
                         at=at,
                     )
                 )
@@ -231,8 +281,10 @@ class Monitor:
                         at=at,
                     )
                 )
+        if self.sweep_count == 0:
+            _freeze_long_lived(len(self._trackers))
         self.sweep_count += 1
-        snap = self._rollup.build(
+        snap = await self._rollup.abuild(
             self._trackers.values(), elapsed=elapsed, sweeps=self.sweep_count, changes=changes
         )
         self._snapshot = snap
@@ -266,6 +318,18 @@ class Monitor:
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def history(self, target: str) -> TargetHistory | None:
+        """One target's stored window (samples oldest first) with min/p50/p95/p99/max —
+        the drill-down view; None for an unknown target id. No I/O."""
+        tracker = self._trackers.get(target)
+        return tracker.history() if tracker is not None else None
+
+    def transitional(self) -> bool:
+        """Some target's state may still move on the next sweep without the endpoint
+        changing (failures short of ``down_after``, a recovery short of
+        ``recover_after``, no sample yet). One-shot checks sweep until this is false."""
+        return any(t.transitional for t in self._trackers.values())
 
     # -- state from stored samples -----------------------------------------------------
 
@@ -305,7 +369,7 @@ class Monitor:
         self, results: list[tuple[Target, Outcome, datetime]], changes: list[StateChanged]
     ) -> None:
         report = [c for c in changes if self._reportable(c)]
-        if self.db is not None:
+        if self.db is not None and self.persist:
             async with self._lock():
                 await asyncio.to_thread(self._write, results, report)
         if self.notify and report and self.config.settings.webhooks:

@@ -1,14 +1,16 @@
 """Roll-up of target states to services and regions, remembering when each changed.
 
-A service is ``down`` when all its targets are down and ``degraded`` when any target is
-not ok; a region is ``down`` when any of its *critical* services is down and ``degraded``
-when any service is not ok.
+A service is ``down`` when all its targets are down, otherwise the worst of its targets'
+states with ``down`` counted as ``degraded``; a region is ``down`` when any of its
+*critical* services is down, otherwise the worst of its services' states (a non-critical
+service down makes it ``degraded``). ``flapping`` ranks between degraded and down.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from opsconsole.config import Config
 
 __all__ = ["RollUp"]
+
+CHUNK = 250  # services rolled up between two turns of the event loop (abuild)
 
 
 class RollUp:
@@ -76,7 +80,40 @@ class RollUp:
     ) -> Snapshot:
         """The snapshot of these trackers; roll-up changes are appended to ``changes``
         (pass None to update the remembered states silently)."""
+        steps = self._build(trackers, elapsed, sweeps, changes)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def abuild(
+        self,
+        trackers: Iterable[Tracker],
+        *,
+        elapsed: float | None,
+        sweeps: int,
+        changes: list[StateChanged] | None = None,
+    ) -> Snapshot:
+        """:meth:`build`, giving the event loop a turn every ``CHUNK`` services, so a
+        roll-up of thousands of targets never holds the loop for long."""
+        steps = self._build(trackers, elapsed, sweeps, changes)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
+
+    def _build(
+        self,
+        trackers: Iterable[Tracker],
+        elapsed: float | None,
+        sweeps: int,
+        changes: list[StateChanged] | None,
+    ) -> Generator[None, None, Snapshot]:
         at = utcnow()
+        done = 0
         by_service: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
         for tr in trackers:
             by_service[(tr.target.region, tr.target.service)].append(tr)
@@ -89,6 +126,9 @@ class RollUp:
             keys = [k for k in by_service if k[0] == rid]
             for _, sid in keys:
                 services[sid] = self._service(rid, sid, by_service[(rid, sid)], at, changes)
+                done += 1
+                if done % CHUNK == 0:
+                    yield
             crit_down = any(s.state == "down" and s.critical for s in services.values())
             states = [s.state for s in services.values()]
             state: HealthState = "down" if crit_down else worst(states)
@@ -122,11 +162,15 @@ class RollUp:
         else:
             state = worst(states)
             state = "degraded" if state == "down" else state
-        lat = sorted(
-            s.latency_ms for t in trackers for s in t.samples if s.ok and s.latency_ms is not None
-        )
-        n = sum(len(t.samples) for t in trackers)
-        fails = sum(1 for t in trackers for s in t.samples if not s.ok)
+        if len(statuses) == 1:  # the common case: the target's figures are the service's
+            only = statuses[0]
+            p50, p95, availability = only.p50, only.p95, only.availability
+        else:
+            lat = sorted(v for t in trackers for v in t.latencies())  # timeouts count
+            n = sum(len(t.samples) for t in trackers)
+            fails = sum(1 for t in trackers for s in t.samples if not s.ok)
+            p50, p95 = percentile(lat, 50), percentile(lat, 95)
+            availability = round(100 * (n - fails) / n, 2) if n else None
         errored = [t for t in statuses if t.last_error and t.state != "ok"]
         reason = next((tr.reason for tr in trackers if tr.state == state and tr.reason), None)
         when = max((t.since for t in trackers if t.since), default=at)
@@ -138,9 +182,9 @@ class RollUp:
             state=state,
             since=since,
             targets=statuses,
-            p50=percentile(lat, 50),
-            p95=percentile(lat, 95),
-            availability=round(100 * (n - fails) / n, 2) if n else None,
+            p50=p50,
+            p95=p95,
+            availability=availability,
             last_error=errored[0].last_error
             if errored
             else next((t.last_error for t in statuses if t.last_error), None),

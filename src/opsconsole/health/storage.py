@@ -15,11 +15,20 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from opsconsole.health.model import Outcome, Target
+from opsconsole.health.model import Outcome, Sample, Target, TargetHistory
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, parse_when
 
-__all__ = ["MinuteStat", "RawSample", "history", "migrations", "prune", "recent_samples", "write"]
+__all__ = [
+    "MinuteStat",
+    "RawSample",
+    "history",
+    "migrations",
+    "prune",
+    "recent_samples",
+    "target_history",
+    "write",
+]
 
 migrations = Migrations("opsconsole.health")
 
@@ -68,6 +77,12 @@ def _m0001(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX probe_rollups_minute ON probe_rollups(minute)")
 
 
+@migrations(name="0002_probe_samples_timed_out")
+def _m0002(db: sqlite_utils.Database) -> None:
+    # Timeouts count in percentiles as the timeout (model.TargetHistory); remember which.
+    db.execute("ALTER TABLE probe_samples ADD COLUMN timed_out INTEGER NOT NULL DEFAULT 0")
+
+
 def write(db: sqlite_utils.Database, rows: list[tuple[Target, Outcome, datetime]]) -> None:
     """Persist one sweep's outcomes (raw + roll-up) in one transaction."""
     raw = []
@@ -87,6 +102,7 @@ def write(db: sqlite_utils.Database, rows: list[tuple[Target, Outcome, datetime]
                 o.status_code,
                 o.error,
                 json.dumps(o.phases) if o.phases is not None else None,
+                int(o.timed_out),
             )
         )
         lat = o.latency_ms if o.ok else None
@@ -108,7 +124,7 @@ def write(db: sqlite_utils.Database, rows: list[tuple[Target, Outcome, datetime]
     with immediate(db):
         db.conn.executemany(
             "INSERT INTO probe_samples (ts, target, region, service, endpoint, ok, slow, "
-            "latency_ms, status_code, error, phases) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "latency_ms, status_code, error, phases, timed_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             raw,
         )
         db.conn.executemany(
@@ -158,18 +174,49 @@ def recent_samples(
         return []
     marks = ",".join("?" * len(targets))
     cur = db.execute(
-        f"SELECT ts, target, ok, slow, latency_ms, status_code, error FROM probe_samples "
-        f"WHERE ts >= ? AND target IN ({marks}) ORDER BY ts, id",
+        f"SELECT ts, target, ok, slow, latency_ms, status_code, error, timed_out "
+        f"FROM probe_samples WHERE ts >= ? AND target IN ({marks}) ORDER BY ts, id",
         [isoformat(since), *targets],
     )
     return [
         RawSample(
             parse_when(ts),
             target,
-            Outcome(ok=bool(ok), slow=bool(slow), latency_ms=lat, status_code=code, error=err),
+            Outcome(
+                ok=bool(ok),
+                slow=bool(slow),
+                latency_ms=lat,
+                status_code=code,
+                error=err,
+                timed_out=bool(tmo),
+            ),
         )
-        for ts, target, ok, slow, lat, code, err in cur.fetchall()
+        for ts, target, ok, slow, lat, code, err, tmo in cur.fetchall()
     ]
+
+
+def target_history(
+    db: sqlite_utils.Database, target: str, *, since: datetime, timeout_s: float
+) -> TargetHistory:
+    """One target's stored raw samples since ``since`` (at most ``raw_retention_minutes``
+    back) with min/p50/p95/p99/max, timeouts counted as ``timeout_s`` — the drill-down of
+    a process that does not run the monitor itself (the monitor's own window:
+    ``Monitor.history``)."""
+    from opsconsole.health.stats import summarize
+
+    samples = tuple(
+        Sample(
+            r.at,
+            r.outcome.ok,
+            r.outcome.slow,
+            r.outcome.latency_ms,
+            r.outcome.error,
+            r.outcome.timed_out,
+            r.outcome.status_code,
+        )
+        for r in recent_samples(db, [target], since)
+    )
+    return summarize(target, samples, timeout_s)
 
 
 @dataclass(frozen=True)

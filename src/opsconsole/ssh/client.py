@@ -32,6 +32,7 @@ __all__ = [
     "remote_command",
     "run_command",
     "run_command_async",
+    "run_on_client",
 ]
 
 OutputCallback = Callable[[str, str], None]
@@ -225,6 +226,30 @@ def run_command(
         return _run_on_client(client, wrapped, pty, run)
     finally:
         client.close()
+
+
+def run_on_client(
+    client: paramiko.SSHClient,
+    command: str,
+    *,
+    timeout: float,
+    alias: str = "",
+    remote_timeout: bool = True,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> CommandResult:
+    """Like :func:`run_command`, on a client that is already connected (and stays open):
+    a new channel on the same connection, for callers that reuse connections (the health
+    monitor's SSH probes). A broken connection comes back with ``exit_status None`` and an
+    error, never raises."""
+    run = _Run(
+        alias,
+        timeout,
+        None,
+        _Stream("stdout", max_output, None),
+        _Stream("stderr", max_output, None),
+    )
+    wrapped = _remote_line(command, run.remaining() if remote_timeout else None)
+    return _run_on_client(client, wrapped, False, run)
 
 
 class _Run:

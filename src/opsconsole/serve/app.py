@@ -111,10 +111,10 @@ class Server:
 
     # -- helpers -----------------------------------------------------------------------
 
-    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking store operation on serve's own connection, one at a time."""
         async with self._store_lock:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn, *args, **kwargs)
 
     def _refuse(self, request: web.Request, status: int, reason: str, **extra: Any) -> None:
         self.metrics.refusals.labels(reason).inc()

@@ -127,9 +127,14 @@ class Serve:
         for line in self.proc.stdout:
             self.lines.put(line)
 
-    def wait_for(self, event: str, timeout: float = 30) -> dict[str, Any]:
+    def wait_for(self, event: str, timeout: float = 30, **fields: Any) -> dict[str, Any]:
+        """The first log line of ``event`` with these field values (read so far or next)."""
+
+        def match(item: dict[str, Any]) -> bool:
+            return item.get("event") == event and all(item.get(k) == v for k, v in fields.items())
+
         for item in self.log:
-            if item.get("event") == event:
+            if match(item):
                 return item
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -142,7 +147,7 @@ class Serve:
                 continue
             item = json.loads(line)
             self.log.append(item)
-            if item.get("event") == event:
+            if match(item):
                 return item
         raise AssertionError(f"serve did not log {event} within {timeout}s: {self.log}")
 

@@ -47,7 +47,7 @@ class _Strict(BaseModel):
 def _template(value: str) -> str:
     problem = syntax_error(value)
     if problem:
-        raise ValueError(f"template error: {problem}")
+        raise ValueError(problem)
     return value
 
 

@@ -234,10 +234,30 @@ def test_rules_file_errors_name_file_line_and_field(
     assert expected in result.stderr, result.stderr
 
 
+def test_rules_name_runbooks_and_regions_that_exist(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "config")
+    (cfg / "rules.yaml").write_text(
+        "rules:\n  - name: a\n    when:\n      health: {region: mars-1}\n"
+        "    then:\n      runbook: {name: no-such-runbook}\n"
+    )
+    result = cli("--config", str(cfg), "rules", "validate")
+    assert result.exit_code == 3
+    lines = result.stderr.splitlines()
+    assert "rules.yaml:4:24: rules[0].when.health.region: unknown region 'mars-1'" in lines[0]
+    assert "rules.yaml:6:23: rules[0].then.runbook.name: no runbook named 'no-such-runbook'" in (
+        lines[1]
+    )
+
+
+def test_shipped_example_rules_are_valid(example_config: Path) -> None:
+    result = cli("--config", str(example_config), "rules", "validate")
+    assert result.exit_code == 0 and "3 rule(s) OK" in result.stdout
+
+
 def test_rules_schema_and_list(tmp_path: Path) -> None:
     schema = json.loads(cli("schema", "rules").stdout)
     assert "RulesFile" in schema["title"] or "rules" in schema["properties"]
-    cfg = write_config(tmp_path / "config", rules=[PAYMENTS_ALERT_RULE])
+    cfg = _config(tmp_path, [PAYMENTS_ALERT_RULE]).directory
     listed = cli("--config", str(cfg), "rules", "list")
     assert listed.exit_code == 0
     assert (

@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from opsconsole.incidents.model import SEVERITIES
 from opsconsole.templating import syntax_error
-from opsconsole.yamlsource import load_model
 
 if TYPE_CHECKING:
     from opsconsole.config import Config
@@ -197,8 +196,10 @@ def rules_path(config: Config) -> Path:
 
 
 def load_rules(config: Config | None, path: Path | None = None) -> RulesFile:
-    """The rules file (none: no rules); problems name file:line:col (exit 3)."""
-    from opsconsole.errors import ConfigError, SourceError
+    """The rules file (none: no rules); problems name file:line:col (exit 3). With a
+    config, runbook names must resolve and plain region names must be in the inventory."""
+    from opsconsole.errors import ConfigError, NotFoundError, SourceError, SourceLocation
+    from opsconsole.yamlsource import format_field, load_yaml, validate
 
     if path is None:
         if config is None:
@@ -207,8 +208,38 @@ def load_rules(config: Config | None, path: Path | None = None) -> RulesFile:
         if not path.is_file():
             return RulesFile()
     try:
-        return load_model(RulesFile, path)
+        data, marks = load_yaml(path)
+        rules = validate(RulesFile, data if data is not None else {}, marks)
     except ConfigError:
         raise
     except SourceError as exc:
         raise ConfigError(exc.problems) from None
+    if config is None:
+        return rules
+    from opsconsole.runbooks.loader import find_runbook
+
+    problems: list[tuple[SourceLocation, str, str]] = []
+    for i, rule in enumerate(rules.rules):
+        if rule.then.runbook is not None:
+            try:
+                find_runbook(rule.then.runbook.name, config)
+            except NotFoundError as exc:
+                where = ("rules", i, "then", "runbook", "name")
+                problems.append((marks.locate(where), format_field(where), str(exc)))
+        health = rule.when.health
+        if health is not None and not any(c in health.region for c in "*?[") and (
+            health.region not in config.inventory.regions
+        ):
+            where = ("rules", i, "when", "health", "region")
+            problems.append(
+                (
+                    marks.locate(where),
+                    format_field(where),
+                    f"unknown region {health.region!r}; inventory has "
+                    f"{', '.join(config.inventory.regions)}",
+                )
+            )
+    if problems:
+        problems.sort(key=lambda p: (p[0].line or 0, p[0].column or 0))
+        raise ConfigError(problems)
+    return rules

@@ -286,6 +286,9 @@ class Notifications(Strict):
     backoff_initial_seconds: float = Field(1.0, gt=0)
     backoff_max_seconds: float = Field(60.0, gt=0)
     poll_seconds: float = Field(1.0, gt=0, description="how often serve looks for new messages")
+    deadline_warning_minutes: float = Field(
+        60, gt=0, description="remind this long before an incident deadline is due"
+    )
 
 
 class Settings(Strict):

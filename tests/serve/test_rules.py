@@ -244,8 +244,9 @@ def test_rules_name_runbooks_and_regions_that_exist(tmp_path: Path) -> None:
     assert result.exit_code == 3
     lines = result.stderr.splitlines()
     assert "rules.yaml:4:24: rules[0].when.health.region: unknown region 'mars-1'" in lines[0]
-    assert "rules.yaml:6:23: rules[0].then.runbook.name: no runbook named 'no-such-runbook'" in (
-        lines[1]
+    assert (
+        "rules.yaml:6:23: rules[0].then.runbook.name: no runbook named 'no-such-runbook'"
+        in (lines[1])
     )
 
 

@@ -36,7 +36,6 @@ from opsconsole.store import open_db
 from opsconsole.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
-    import sqlite_utils
 
     from opsconsole.config import Config
     from opsconsole.rules.engine import Firing, RuleEngine
@@ -246,10 +245,13 @@ class Server:
 
         firings: list[Firing] = []
         if sweep_deadlines:
+            from datetime import timedelta
+
+            from opsconsole.serve.reminders import remind
+
             svc = IncidentService(self.db, self.audit, self.config)
-            for inc_id in _open_ids(self.db):
-                with contextlib.suppress(OpsError):
-                    svc.view(inc_id)  # records deadlines that passed unmet (audited)
+            warn = self.config.settings.notifications.deadline_warning_minutes
+            remind(svc, utcnow(), timedelta(minutes=warn))
         cursor = state.get_cursor(self.db, "serve")
         if cursor is None:
             head = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetchone()
@@ -459,9 +461,3 @@ def _task_error(task: asyncio.Task[Any]) -> str:
         return "cancelled"
     exc = task.exception()
     return f"{type(exc).__name__}: {exc}" if exc else "finished"
-
-
-def _open_ids(db: sqlite_utils.Database) -> list[str]:
-    from opsconsole.incidents.store import list_ids
-
-    return list_ids(db, open_only=True)

@@ -217,7 +217,8 @@ def message_for(row: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]] | N
                 "status": outcome,
             },
         )
-    if action == "drill.run.finished" and outcome in _FAILED_DRILL:
+    if (action == "drill.run.finished" and outcome in _FAILED_DRILL) or action == "drill.missed":
+        outcome = "missed" if action == "drill.missed" else outcome
         reason = details.get("reason") or details.get("error") or ""
         body = f"drill {target} {outcome}" + (f": {reason}" if reason else "")
         return (

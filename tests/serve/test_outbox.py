@@ -203,3 +203,62 @@ def test_a_missing_channel_secret_stops_serve_before_it_listens(tmp_path: Path) 
     result = cli("--config", str(cfg_dir), "serve", env={"OPSCONSOLE_SERVE_TOKEN": "x" * 32})
     assert result.exit_code == 3
     assert "environment variable NO_SUCH is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "action,target,details,outcome,event",
+    [
+        (
+            "runbook.run.finished",
+            "20261127-r1",
+            {"error": "step x failed"},
+            "failed",
+            "runbook.run_failed",
+        ),
+        ("runbook.run.finished", "20261127-r1", {}, "timed_out", "runbook.run_failed"),
+        ("runbook.run.finished", "20261127-r1", {}, "succeeded", None),
+        (
+            "runbook.approval.requested",
+            "run-1/requires-approval",
+            {"message": "m"},
+            "ok",
+            "runbook.approval_requested",
+        ),
+        (
+            "drill.run.finished",
+            "sa-failover",
+            {"reason": "RTO 300 > 120"},
+            "failed",
+            "drill.failed",
+        ),
+        ("drill.run.finished", "sa-failover", {}, "passed", None),
+        ("drill.missed", "sa-failover", {"reason": "scheduler down"}, "missed", "drill.failed"),
+        (
+            "incident.deadline.missed",
+            "INC-1",
+            {"deadline": "gdpr"},
+            "ok",
+            "incident.deadline_missed",
+        ),
+        ("incident.note", "INC-1", {"text": "x"}, "ok", None),
+        (
+            "health.state_changed",
+            "r1/payments",
+            {"new": "down", "old": "ok"},
+            "down",
+            "health.changed",
+        ),
+    ],
+)
+def test_which_audit_events_become_messages(
+    action: str, target: str, details: dict[str, Any], outcome: str, event: str | None
+) -> None:
+    row = {
+        "action": action,
+        "target": target,
+        "details": details,
+        "outcome": outcome,
+        "actor": "alice",
+    }
+    got = outbox.message_for(row)
+    assert (got[0] if got else None) == event

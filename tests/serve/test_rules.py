@@ -310,3 +310,36 @@ def test_flapping_service_within_the_cool_down_starts_one_run(tmp_path: Path) ->
     finally:
         assert serve.stop() == 0
     assert not (tmp_path / "marker.txt").exists()
+
+
+def test_a_restart_keeps_a_for_seconds_wait_but_does_not_refire(
+    tmp_path: Path, db_path: Path
+) -> None:
+    rules = [
+        {
+            "name": "slow-down",
+            "when": {
+                "health": {
+                    "region": "sa-east-1",
+                    "service": "payments",
+                    "state": "down",
+                    "for_seconds": 60,
+                }
+            },
+            "then": {"notify": {"text": "down for a minute"}},
+        },
+        {
+            "name": "at-once",
+            "when": {"health": {"region": "sa-east-1", "service": "payments", "state": "down"}},
+            "then": {"notify": {"text": "down"}},
+        },
+    ]
+    config = _config(tmp_path, rules)
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    first = _engine(config, db_path)
+    assert [f.rule for f in first.on_health(_health("sa-east-1/payments", "down", t0))] == [
+        "at-once"
+    ]
+    restarted = _engine(config, db_path)  # the latest state, replayed at start-up
+    assert restarted.on_health(_health("sa-east-1/payments", "down", t0), seed=True) == []
+    assert [f.rule for f in restarted.due(t0 + timedelta(seconds=61))] == ["slow-down"]

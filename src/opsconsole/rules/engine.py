@@ -190,7 +190,9 @@ class RuleEngine:
                     out.extend(self._fire_now(rule, event))
         return out
 
-    def on_health(self, event: RuleEvent) -> list[Firing]:
+    def on_health(self, event: RuleEvent, *, seed: bool = False) -> list[Firing]:
+        """Rules for one health change. ``seed``: the latest known state at start-up, which
+        only (re)arms ``for_seconds`` waits - a restart must not fire rules again."""
         out: list[Firing] = []
         region, service = event.fields.get("region"), event.fields.get("service")
         for rule in self.rules:
@@ -212,7 +214,8 @@ class RuleEngine:
                 if slot not in self.pending:
                     self.pending[slot] = (trig.state, due, event)
                 continue
-            out.extend(self._fire_now(rule, event))
+            if not seed:
+                out.extend(self._fire_now(rule, event))
         return out
 
     def due(self, now: datetime | None = None) -> list[Firing]:

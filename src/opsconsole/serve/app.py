@@ -107,6 +107,7 @@ class Server:
         self.monitor: Any = None
         self.url = ""
         self._refusals: list[float] = []
+        self._seeded = False
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -253,6 +254,18 @@ class Server:
             warn = self.config.settings.notifications.deadline_warning_minutes
             remind(svc, utcnow(), timedelta(minutes=warn))
         cursor = state.get_cursor(self.db, "serve")
+        if not self._seeded:
+            # Re-arm "for N seconds" waits from the latest state of each region/service,
+            # so a restart in the middle of a wait does not lose it.
+            self._seeded = True
+            for ts, target, details in self.db.execute(
+                "SELECT ts, target, details FROM audit_events WHERE seq IN (SELECT MAX(seq) "
+                "FROM audit_events WHERE action = 'health.state_changed' AND seq <= ? "
+                "GROUP BY target)",
+                (cursor if cursor is not None else 2**62,),
+            ).fetchall():
+                row = {"ts": ts, "target": target, "details": json.loads(details)}
+                self.engine.on_health(health_event(row), seed=True)
         if cursor is None:
             head = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetchone()
             with immediate(self.db):

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from opsconsole import outbox
+from opsconsole.audit import AuditLog
+from opsconsole.config import load_config
 from opsconsole.incidents import IncidentService
 from opsconsole.serve.reminders import remind
+from opsconsole.store import open_db
 from tests.incidents.conftest import Clock
-
-pytest_plugins = ["tests.incidents.conftest"]
+from tests.serve.helpers import write_config
 
 
 def test_deadline_approaching_and_update_due_are_queued_once(
-    make_service: Callable[..., IncidentService], clock: Clock
+    tmp_path: Path, db_path: Path
 ) -> None:
-    svc = make_service()
+    clock = Clock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+    db = open_db(db_path)
+    config = load_config(write_config(tmp_path / "config"))
+    svc = IncidentService(db, AuditLog(db, actor="alice"), config, clock=clock)
     inc = svc.declare("Payments down", severity="SEV1", category="system-failure")
     assert remind(svc, clock(), timedelta(minutes=10)) == []  # due in 30 min: not yet
     clock.advance(minutes=25)

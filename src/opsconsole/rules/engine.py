@@ -360,21 +360,32 @@ class RuleEngine:
         approval unless the rule marked it safe); the result is also kept on ``firing``."""
         if firing.runbook is None:
             return None
-        from opsconsole.events import EventBus
-        from opsconsole.operator import NeedsAPerson, UnattendedOperator
-        from opsconsole.runbooks import RunEnv, find_runbook, load_runbook, start_run
         from opsconsole.store import open_db
 
         # A connection of its own: the run writes while serve keeps answering requests.
-        db = open_db(self.db_path) if self.db_path is not None else self.db
+        own = self.db_path is not None
+        db = open_db(self.db_path) if own else self.db
+        try:
+            return await self._start(firing, db)
+        finally:
+            if own:
+                db.close()
+
+    async def _start(self, firing: Firing, db: sqlite_utils.Database) -> RunResult | None:
+        from opsconsole.events import EventBus
+        from opsconsole.operator import NeedsAPerson, UnattendedOperator
+        from opsconsole.runbooks import RunEnv, find_runbook, load_runbook, start_run
+
+        assert firing.runbook is not None
         audit = ReasonAudit(self.audit, f"rule {firing.rule}", db)
         try:
             rb = load_runbook(find_runbook(firing.runbook, self.config))
             if not firing.safe:
                 rb = rb.model_copy(update={"requires_approval": True})
             env = RunEnv(db=db, audit=audit, config=self.config, bus=EventBus())
-            # TODO(issue 11): access.check(account, "runbook.run", rb.name, ...) goes
-            # inside start_run once access.py lands; serve passes its own account.
+            # Access policy (issue 11): the check belongs inside start_run, which the CLI's
+            # `runbook run` also calls; until then, add access.check(...) here, with the
+            # serve process's own account (audit.actor) and interface "api".
             result = await start_run(
                 rb,
                 firing.params,

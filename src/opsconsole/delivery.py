@@ -98,9 +98,16 @@ class Deliverer:
     def _finish(self, message_id: int, status: str, error: str | None = None) -> None:
         with immediate(self.db):
             self.db.execute(
-                "UPDATE outbox SET status = ?, sent_at = ?, last_error = COALESCE(?, last_error), "
-                "claimed_by = NULL, claimed_until = NULL WHERE id = ?",
-                (status, isoformat(utcnow()) if status == "sent" else None, error, message_id),
+                "UPDATE outbox SET status = ?, sent_at = ?, last_error = CASE WHEN ? = 'sent' "
+                "THEN NULL ELSE COALESCE(?, last_error) END, claimed_by = NULL, "
+                "claimed_until = NULL WHERE id = ?",
+                (
+                    status,
+                    isoformat(utcnow()) if status == "sent" else None,
+                    status,
+                    error,
+                    message_id,
+                ),
             )
             if status == "dead":
                 msg = get(self.db, message_id)

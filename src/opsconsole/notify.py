@@ -240,50 +240,20 @@ def pagerduty_event(message: Message, routing_key: str) -> dict[str, Any]:
     return body
 
 
-class _ThreadLog:
-    """Collects Apprise's warnings per thread, so concurrent sends keep their own reasons."""
-
-    def __init__(self) -> None:
-        import logging
-        import threading
-
-        self.local = threading.local()
-        handler = logging.Handler(level=logging.WARNING)
-        handler.emit = self._emit  # type: ignore[method-assign]
-        logging.getLogger("apprise").addHandler(handler)
-
-    def _emit(self, record: Any) -> None:
-        lines = getattr(self.local, "lines", None)
-        if lines is not None:
-            lines.append(record.getMessage())
-
-    def start(self) -> None:
-        self.local.lines = []
-
-    def stop(self) -> list[str]:
-        lines: list[str] = getattr(self.local, "lines", None) or []
-        self.local.lines = None
-        return lines
-
-
-_thread_log: _ThreadLog | None = None
-
-
 def _apprise_send(url: str, title: str, body: str) -> None:
-    global _thread_log
     import apprise
 
-    if _thread_log is None:
-        _thread_log = _ThreadLog()
     obj = apprise.Apprise()
     if not obj.add(url):
-        raise DeliveryFailed("not a valid Apprise URL")
-    _thread_log.start()
-    try:
-        ok = obj.notify(title=title, body=body)
-    finally:
-        reasons = _thread_log.stop()
-    if not ok:
+        raise DeliveryFailed("not a valid Apprise URL for any service it supports")
+    result = obj.notify(title=title, body=body)
+    if not result:
+        # Apprise's own per-call log says why (HTTP status, SMTP refusal, timeout, ...).
+        reasons = [
+            e.message
+            for e in getattr(result, "logs", lambda: [])()
+            if e.level in ("WARNING", "ERROR", "CRITICAL")
+        ]
         raise DeliveryFailed(str(redact("; ".join(reasons[-2:]) or "the service refused it")))
 
 

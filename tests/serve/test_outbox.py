@@ -86,7 +86,7 @@ def test_a_channel_down_keeps_the_message_until_notify_retry(
     assert asyncio.run(Deliverer(db, audit, config).deliver(msg.id)) == "dead"
     dead = outbox.get(db, msg.id)
     assert (dead.status, dead.attempts, hook.accepted) == ("dead", 4, [])
-    assert "hook:" in (dead.last_error or "")
+    assert "hook: " in (dead.last_error or "") and "500" in (dead.last_error or "")
     listed = cli("--config", str(cfg_dir), "notify", "list", "--failed", "--json")
     assert listed.exit_code == 0
     assert [m["id"] for m in json.loads(listed.stdout)] == [msg.id]
@@ -94,7 +94,8 @@ def test_a_channel_down_keeps_the_message_until_notify_retry(
     result = cli("--config", str(cfg_dir), "notify", "retry", str(msg.id))
     assert result.exit_code == 0, result.output
     assert f"message {msg.id} sent" in result.stdout
-    assert len(hook.accepted) == 1 and outbox.get(db, msg.id).status == "sent"
+    sent = outbox.get(db, msg.id)
+    assert len(hook.accepted) == 1 and (sent.status, sent.last_error) == ("sent", None)
     again = cli("--config", str(cfg_dir), "notify", "retry", str(msg.id))
     assert again.exit_code == 1 and "is sent; there is nothing to retry" in again.stderr
     assert len(hook.accepted) == 1

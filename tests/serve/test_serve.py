@@ -148,3 +148,21 @@ def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
         "--config", str(cfg), "serve", "--token-file", str(tmp_path / "tok"), "--tls-cert", "c.pem"
     )
     assert half.exit_code == 2 and "--tls-key" in half.stderr
+
+
+def test_sighup_reloads_rules_and_keeps_them_when_broken(tmp_path: Path) -> None:
+    import signal
+
+    cfg = write_config(tmp_path / "config", rules=[])
+    proc = Serve(cfg, tmp_path / "db")
+    try:
+        assert proc.wait_for("serve.listening")["rules"] == 0
+        rule = "rules:\n  - name: r\n    when: {health: {}}\n    then: {notify: {text: x}}\n"
+        (cfg / "rules.yaml").write_text(rule)
+        proc.proc.send_signal(signal.SIGHUP)
+        assert proc.wait_for("rules.reloaded")["rules"] == 1
+        (cfg / "rules.yaml").write_text("rules: [\n")
+        proc.proc.send_signal(signal.SIGHUP)
+        assert "rules.yaml:2:1" in proc.wait_for("rules.reload_failed")["error"]
+    finally:
+        assert proc.stop() == 0

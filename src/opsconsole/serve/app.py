@@ -236,6 +236,20 @@ class Server:
         firings = self.engine.on_alerts(parse_payload(data), result)
         return result, firings
 
+    def reload_rules(self) -> None:
+        """SIGHUP: read rules.yaml again; a broken file keeps the rules in force."""
+        from opsconsole.rules.model import load_rules
+
+        try:
+            rules = load_rules(self.config, self.opts.rules)
+        except OpsError as exc:
+            _log("rules.reload_failed", error=str(exc))
+            return
+        self.engine.rules = [r for r in rules.rules if r.enabled]
+        names = {r.name for r in self.engine.rules}
+        self.engine.pending = {k: v for k, v in self.engine.pending.items() if k[0] in names}
+        _log("rules.reloaded", rules=len(self.engine.rules))
+
     # -- rules: health changes and missed deadlines from the audit log --------------------
 
     def _watch_once(self, sweep_deadlines: bool) -> list[Firing]:
@@ -431,6 +445,7 @@ class Server:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
         self.tasks["outbox"] = asyncio.create_task(self._deliver())
         self.tasks["rules"] = asyncio.create_task(self._watch())
         self.tasks["audit-verify"] = asyncio.create_task(self._verify())

@@ -343,3 +343,29 @@ def test_a_restart_keeps_a_for_seconds_wait_but_does_not_refire(
     restarted = _engine(config, db_path)  # the latest state, replayed at start-up
     assert restarted.on_health(_health("sa-east-1/payments", "down", t0), seed=True) == []
     assert [f.rule for f in restarted.due(t0 + timedelta(seconds=61))] == ["slow-down"]
+
+
+def test_a_rule_firing_again_updates_its_own_open_incident(tmp_path: Path, db_path: Path) -> None:
+    rule = {
+        "name": "lending-down",
+        "when": {"health": {"region": "*", "service": "lending", "state": "down"}},
+        "then": {"incident": {"severity": "SEV2", "note": "lending {{ event.state }} again"}},
+        "cooldown_seconds": 0,
+        "dedup_key": "{{ event.region }}",
+    }
+    engine = _engine(_config(tmp_path, [rule]), db_path)
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    [first] = engine.on_health(_health("sa-east-1/lending", "down", t0))
+    [second] = engine.on_health(_health("sa-east-1/lending", "down", t0 + timedelta(minutes=5)))
+    [other] = engine.on_health(_health("eu-central-1/lending", "down", t0))
+    assert first.incident_id == second.incident_id != other.incident_id
+    svc = IncidentService(engine.db, engine.audit, engine.config)
+    notes = [e.text for e in svc.timeline(first.incident_id or "") if e.kind == "note"]
+    assert notes == ["lending down again", "lending down again"]
+    reasons = {
+        json.loads(d)["reason"]
+        for (d,) in engine.db.execute(
+            "SELECT details FROM audit_events WHERE action LIKE 'incident.%'"
+        )
+    }
+    assert reasons == {"rule lending-down"}  # everything the rule did names it

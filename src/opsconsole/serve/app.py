@@ -440,7 +440,13 @@ class Server:
             raise OpsError(f"cannot listen on {self.opts.host}:{self.opts.port}: {exc}") from None
         host, port = runner.addresses[0][:2]
         scheme = "https" if ssl_ctx else "http"
-        self.url = f"{scheme}://{host}:{port}"
+        self.url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+        if ssl_ctx is None and not _loopback(host):
+            _log(
+                "serve.warning",
+                message=f"listening on {host} without TLS: the bearer token and alert "
+                "payloads cross the network in clear; use --tls-cert/--tls-key or a proxy",
+            )
         if signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -489,3 +495,12 @@ def _task_error(task: asyncio.Task[Any]) -> str:
         return "cancelled"
     exc = task.exception()
     return f"{type(exc).__name__}: {exc}" if exc else "finished"
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -25,7 +25,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from opsconsole.audit import APPEND_HOOKS
-from opsconsole.errors import NotFoundError, OpsError
+from opsconsole.errors import ExitCode, NotFoundError, OpsError
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
 
@@ -316,6 +316,17 @@ def requeue(db: sqlite_utils.Database, audit: Any, message_id: int) -> Message:
         msg = get(db, message_id)
         if msg.status in ("sent", "skipped"):
             raise OpsError(f"message {message_id} is {msg.status}; there is nothing to retry")
+        held = db.execute(
+            "SELECT claimed_by FROM outbox WHERE id = ? AND claimed_until > ?",
+            (message_id, isoformat(utcnow())),
+        ).fetchone()
+        if held is not None and held[0]:
+            # Taking it over could send it twice: the holder may be mid-send.
+            raise OpsError(
+                f"message {message_id} is being delivered by {held[0]} right now; "
+                "see `opsconsole notify list` in a moment",
+                exit_code=ExitCode.CONFLICT,
+            )
         db.execute(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
             "claimed_by = NULL, claimed_until = NULL WHERE id = ?",

@@ -263,3 +263,17 @@ def test_which_audit_events_become_messages(
     }
     got = outbox.message_for(row)
     assert (got[0] if got else None) == event
+
+
+def test_notify_retry_refuses_what_it_cannot_retry(tmp_path: Path, db_path: Path) -> None:
+    config, db, audit, cfg_dir = _setup(tmp_path, db_path, [])
+    _declare(db, audit, config)
+    missing = cli("--config", str(cfg_dir), "notify", "retry", "99")
+    assert missing.exit_code == 4 and "no outbox message 99" in missing.stderr
+    db.execute(
+        "UPDATE outbox SET claimed_by = 'host:1:a', claimed_until = '2999-01-01T00:00:00+00:00'"
+    )
+    held = cli("--config", str(cfg_dir), "notify", "retry", "1")
+    assert held.exit_code == 7 and "being delivered by host:1:a" in held.stderr
+    bad = cli("--config", str(cfg_dir), "notify", "list", "--status", "lost")
+    assert bad.exit_code == 2

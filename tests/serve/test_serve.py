@@ -166,3 +166,23 @@ def test_sighup_reloads_rules_and_keeps_them_when_broken(tmp_path: Path) -> None
         assert "rules.yaml:2:1" in proc.wait_for("rules.reload_failed")["error"]
     finally:
         assert proc.stop() == 0
+
+
+def test_store_failure_answers_503_so_alertmanager_sends_again(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "config")
+    db_path = tmp_path / "db"
+    proc = Serve(cfg, db_path)
+    db = open_db(db_path)
+    try:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON incidents "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+        )
+        with proc.client() as c:
+            failed = c.post("/v1/alertmanager", json=FIRING)
+            assert failed.status_code == 503 and "disk full" in failed.json()["error"]
+            assert db.execute("SELECT COUNT(*) FROM alert_groups").fetchone()[0] == 0
+            db.execute("DROP TRIGGER refuse")
+            assert c.post("/v1/alertmanager", json=FIRING).json()["action"] == "declared"
+    finally:
+        assert proc.stop() == 0

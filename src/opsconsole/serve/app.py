@@ -20,6 +20,7 @@ import contextlib
 import hmac
 import json
 import signal
+import sqlite3
 import ssl
 import sys
 import time
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from opsconsole.audit import AuditLog
-from opsconsole.errors import OpsError
+from opsconsole.errors import AuditWriteError, OpsError, StoreError
 from opsconsole.store import open_db
 from opsconsole.timeutil import isoformat, utcnow
 
@@ -212,6 +213,11 @@ class Server:
             return web.json_response({"error": "the body is not JSON"}, status=400)
         try:
             result, firings = await self._store(self._ingest, data)
+        except (AuditWriteError, StoreError, sqlite3.Error) as exc:
+            # Nothing was recorded: a 5xx makes Alertmanager send the group again later.
+            self.metrics.webhooks.labels("store_unavailable").inc()
+            _log("alertmanager.unavailable", error=str(exc))
+            return web.json_response({"error": str(exc)}, status=503)
         except OpsError as exc:
             self.metrics.webhooks.labels("invalid").inc()
             return web.json_response({"error": str(exc)}, status=400)

@@ -277,3 +277,20 @@ def test_notify_retry_refuses_what_it_cannot_retry(tmp_path: Path, db_path: Path
     assert held.exit_code == 7 and "being delivered by host:1:a" in held.stderr
     bad = cli("--config", str(cfg_dir), "notify", "list", "--status", "lost")
     assert bad.exit_code == 2
+
+
+def test_notify_test_sends_straight_to_a_channel(
+    tmp_path: Path, db_path: Path, lt: LoopThread
+) -> None:
+    hook = Receiver(lt)
+    channel = {"name": "hook", "url": f"json://127.0.0.1:{hook.port}/hook"}
+    _, db, _, cfg_dir = _setup(tmp_path, db_path, [channel])
+    ok = cli("--config", str(cfg_dir), "notify", "test", "hook")
+    assert ok.exit_code == 0 and len(hook.accepted) == 1
+    hook.down = True
+    down = cli("--config", str(cfg_dir), "notify", "test", "hook")
+    assert down.exit_code == 1 and "not delivered" in down.stderr
+    unknown = cli("--config", str(cfg_dir), "notify", "test", "nope")
+    assert unknown.exit_code == 4 and "known: hook" in unknown.stderr
+    assert outbox.list_messages(db) == []  # a test is not queued
+    hook.close()

@@ -86,3 +86,36 @@ def retry(
         err=True,
     )
     raise typer.Exit(1)
+
+
+@app.command("test")
+def test(
+    channel: Annotated[str, typer.Argument(help="Channel name from settings.yaml.")],
+    text: Annotated[
+        str, typer.Option("--text", help="Message text.")
+    ] = "opsconsole test message: this channel works",
+) -> None:
+    """Send one test message straight to a channel (not queued; audited). Exit 1 if it fails."""
+    import asyncio
+
+    from opsconsole.errors import NotFoundError
+    from opsconsole.notify import DeliveryFailed, channel_secret, send
+    from opsconsole.outbox import Message
+    from opsconsole.timeutil import isoformat, utcnow
+
+    config = state.config()
+    found = [c for c in config.settings.notifications.channels if c.name == channel]
+    if not found:
+        known = ", ".join(c.name for c in config.settings.notifications.channels) or "none"
+        raise NotFoundError(f"no channel {channel!r} in settings.yaml (known: {known})")
+    ch = found[0]
+    now = isoformat(utcnow())
+    msg = Message(0, now, "notify.test", "test", "opsconsole test", text, {}, "pending", 0, now)
+    try:
+        asyncio.run(send(ch, msg, channel_secret(ch, config)))
+    except DeliveryFailed as exc:
+        state.record("notify.test", channel, {"error": str(exc)}, "failed")
+        typer.echo(f"{channel}: not delivered: {exc}", err=True)
+        raise typer.Exit(1) from None
+    state.record("notify.test", channel, {})
+    typer.echo(f"{channel}: delivered")

@@ -289,6 +289,9 @@ class Notifications(Strict):
     deadline_warning_minutes: float = Field(
         60, gt=0, description="remind this long before an incident deadline is due"
     )
+    retention_days: float = Field(
+        90, gt=0, description="sent and skipped messages older than this are removed"
+    )
 
 
 class Settings(Strict):

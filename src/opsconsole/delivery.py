@@ -15,6 +15,7 @@ sent, so only one of them sends it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -222,7 +223,16 @@ class Deliverer:
         """Poll for due messages until ``stop``; each message is delivered in its own task
         so one slow channel does not hold the others."""
         busy: set[int] = set()
+        loop = asyncio.get_running_loop()
+        pruned_at = -3600.0
         while not stop.is_set():
+            if loop.time() - pruned_at >= 3600:
+                pruned_at = loop.time()
+                from opsconsole.outbox import prune
+
+                cutoff = utcnow() - timedelta(days=self.settings.retention_days)
+                with contextlib.suppress(Exception):
+                    await self._db(prune, self.db, cutoff)
             try:
                 ids = await self._db(self._due_ids)
             except Exception:  # a locked/broken store: try again next round

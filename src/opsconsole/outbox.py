@@ -39,6 +39,7 @@ __all__ = [
     "list_messages",
     "message_for",
     "migrations",
+    "prune",
     "requeue",
 ]
 
@@ -338,5 +339,12 @@ def requeue(db: sqlite_utils.Database, audit: Any, message_id: int) -> Message:
     return get(db, message_id)
 
 
-def parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def prune(db: sqlite_utils.Database, older_than: datetime) -> int:
+    """Remove sent and skipped messages created before ``older_than`` (dead and pending
+    ones stay until they are sent: nothing undelivered is ever removed)."""
+    with immediate(db):
+        cur = db.execute(
+            "DELETE FROM outbox WHERE status IN ('sent', 'skipped') AND created_at < ?",
+            (isoformat(older_than),),
+        )
+    return int(cur.rowcount)

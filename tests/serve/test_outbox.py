@@ -294,3 +294,18 @@ def test_notify_test_sends_straight_to_a_channel(
     assert unknown.exit_code == 4 and "known: hook" in unknown.stderr
     assert outbox.list_messages(db) == []  # a test is not queued
     hook.close()
+
+
+def test_prune_removes_only_delivered_messages(tmp_path: Path, db_path: Path) -> None:
+    from datetime import timedelta
+
+    from opsconsole.timeutil import utcnow
+
+    config, db, audit, _ = _setup(tmp_path, db_path, [])
+    for title in ("a", "b", "c"):
+        _declare(db, audit, config, title)
+    db.execute("UPDATE outbox SET status = 'sent' WHERE id = 1")
+    db.execute("UPDATE outbox SET status = 'dead' WHERE id = 2")
+    assert outbox.prune(db, utcnow() - timedelta(days=1)) == 0  # all younger than a day
+    assert outbox.prune(db, utcnow() + timedelta(seconds=1)) == 1
+    assert sorted(m.status for m in outbox.list_messages(db)) == ["dead", "pending"]

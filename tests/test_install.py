@@ -281,10 +281,15 @@ def test_systemd_units_run_real_commands() -> None:
         "opsconsole-scheduler.service",
         "opsconsole-scheduler-once.service",
         "opsconsole-scheduler-once.timer",
+        "opsconsole-serve.service",
     }
     assert "Type=oneshot" in units["opsconsole-scheduler-once.service"]
     assert "Unit=opsconsole-scheduler-once.service" in units["opsconsole-scheduler-once.timer"]
-    for name in ("opsconsole-scheduler.service", "opsconsole-scheduler-once.service"):
+    for name in (
+        "opsconsole-scheduler.service",
+        "opsconsole-scheduler-once.service",
+        "opsconsole-serve.service",
+    ):
         (exec_start,) = [x for x in units[name].splitlines() if x.startswith("ExecStart=")]
         argv = shlex.split(exec_start.removeprefix("ExecStart="))
         assert argv[0].endswith("/bin/opsconsole")

@@ -27,7 +27,7 @@ import io
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +47,7 @@ from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
 
 __all__ = [
+    "APPEND_HOOKS",
     "GENESIS",
     "AuditLog",
     "Checkpoint",
@@ -63,6 +64,11 @@ __all__ = [
 
 GENESIS = "0" * 64
 Interface = Literal["cli", "tui", "scheduler", "api", "test"]
+# Called with (db, event row) inside the append's transaction, after the row is written,
+# so what a hook writes (e.g. an outbox message, see opsconsole.outbox) commits together
+# with the event and the action it records, or not at all. A hook that raises fails the
+# append (fail closed). Hooks register themselves when their module is imported.
+APPEND_HOOKS: list[Callable[[sqlite_utils.Database, dict[str, Any]], None]] = []
 _FIELDS = ("seq", "ts", "actor", "interface", "action", "target", "details", "outcome", "alg")
 
 
@@ -174,6 +180,8 @@ class AuditLog:
                     ":interface, :action, :target, :details, :outcome, :alg, :prev_hash, :hash)",
                     row,
                 )
+                for hook in APPEND_HOOKS:
+                    hook(self.db, row)
         except (sqlite3.Error, OSError, StoreError) as exc:
             raise AuditWriteError(
                 f"audit log not writable ({exc}); '{action}' was not performed"

@@ -28,10 +28,12 @@ from opsconsole.paths import config_dir_candidates, default_db_path
 from opsconsole.yamlsource import Marks, format_field, load_yaml, validate
 
 __all__ = [
+    "Channel",
     "Config",
     "Endpoint",
     "Host",
     "Inventory",
+    "Notifications",
     "Region",
     "Service",
     "Settings",
@@ -254,6 +256,53 @@ class Webhook(Strict):
     events: list[str] = Field(default_factory=lambda: ["*"])
 
 
+class Channel(Strict):
+    """One notification channel of the outbox (see :mod:`opsconsole.outbox`).
+
+    ``apprise``: ``url`` is an Apprise URL (slack://, msteams://, mailto://, json://, ...);
+    a ``{secret}`` in it is replaced by the value of ``secret_env`` or ``secret_file`` so the
+    token never sits in settings.yaml. ``pagerduty``: Events API v2; the secret is the
+    integration's routing key and ``url`` may point elsewhere than PagerDuty's endpoint.
+    """
+
+    name: Name
+    kind: Literal["apprise", "pagerduty"] = "apprise"
+    url: str | None = None
+    secret_env: str | None = Field(None, description="environment variable holding the secret")
+    secret_file: Path | None = Field(None, description="file holding the secret")
+    events: list[str] = Field(
+        default_factory=lambda: ["*"], description="fnmatch patterns of outbox events"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Channel:
+        if self.secret_env and self.secret_file:
+            raise ValueError("give secret_env or secret_file, not both")
+        has_secret = bool(self.secret_env or self.secret_file)
+        if self.kind == "apprise":
+            if not self.url:
+                raise ValueError("an apprise channel needs url")
+            if "{secret}" in self.url and not has_secret:
+                raise ValueError("url uses {secret}: set secret_env or secret_file")
+        elif not has_secret:
+            raise ValueError("a pagerduty channel needs its routing key: secret_env or secret_file")
+        return self
+
+
+class Notifications(Strict):
+    channels: list[Channel] = Field(default_factory=list)
+    max_attempts: int = Field(6, ge=1, le=100, description="tries before a message is dead")
+    backoff_initial_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(60.0, gt=0)
+    poll_seconds: float = Field(1.0, gt=0, description="how often serve looks for new messages")
+    deadline_warning_minutes: float = Field(
+        60, gt=0, description="remind this long before an incident deadline is due"
+    )
+    retention_days: float = Field(
+        90, gt=0, description="sent and skipped messages older than this are removed"
+    )
+
+
 class Settings(Strict):
     database: Path | None = None
     shared_group: str | None = Field(
@@ -265,6 +314,7 @@ class Settings(Strict):
     runbook_dirs: list[Path] = Field(default_factory=list)
     playbook_dirs: list[Path] = Field(default_factory=list)
     webhooks: list[Webhook] = Field(default_factory=list)
+    notifications: Notifications = Field(default_factory=Notifications)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     host: HostThresholds = Field(default_factory=HostThresholds)
     secret_env: list[str] = Field(

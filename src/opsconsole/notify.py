@@ -1,4 +1,7 @@
-"""Posting messages to the webhooks configured in settings (``Settings.webhooks``).
+"""Posting messages: to the webhooks configured in settings (``Settings.webhooks``, used by
+the runbook ``notify`` step and the health monitor), and to the outbox's channels
+(``Settings.notifications.channels``: Apprise URLs, PagerDuty Events API v2), see
+:func:`send` and :mod:`opsconsole.delivery`.
 
 Two formats: ``generic`` posts ``{"event", "text", "data", "sent_at", "source"}``;
 ``slack`` posts ``{"text": ...}`` (Slack, Mattermost, Rocket.Chat and most chat tools
@@ -27,9 +30,25 @@ from opsconsole.timeutil import isoformat, utcnow
 if TYPE_CHECKING:
     import httpx
 
-    from opsconsole.config import Settings, Webhook
+    from opsconsole.config import Channel, Config, Settings, Webhook
+    from opsconsole.outbox import Message
 
-__all__ = ["Delivery", "find_webhook", "payload", "post", "post_event", "wants"]
+__all__ = [
+    "PAGERDUTY_URL",
+    "Delivery",
+    "DeliveryFailed",
+    "channel_secret",
+    "channel_wants",
+    "find_webhook",
+    "pagerduty_event",
+    "payload",
+    "post",
+    "post_event",
+    "send",
+    "wants",
+]
+
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
 @dataclass(frozen=True)
@@ -120,3 +139,144 @@ async def post_event(
                 )
             )
         )
+
+
+# --- outbox channels -------------------------------------------------------------------
+
+
+class DeliveryFailed(Exception):
+    """One channel did not take a message (the worker retries)."""
+
+
+def channel_wants(channel: Channel, event: str) -> bool:
+    return any(fnmatch.fnmatchcase(event, pat) for pat in channel.events)
+
+
+def channel_secret(channel: Channel, config: Config) -> str | None:
+    """The channel's secret from its environment variable or file; registered so that it
+    is masked wherever it could appear (errors, the audit log, ``notify list``)."""
+    import os
+
+    from opsconsole.errors import ConfigError, SourceLocation
+    from opsconsole.redact import secrets
+
+    value: str | None = None
+    if channel.secret_env:
+        value = os.environ.get(channel.secret_env)
+        if not value:
+            raise ConfigError(
+                [
+                    (
+                        SourceLocation(str(config.directory / "settings.yaml")),
+                        f"notifications.channels.{channel.name}.secret_env",
+                        f"environment variable {channel.secret_env} is not set",
+                    )
+                ]
+            )
+    elif channel.secret_file:
+        path = config.resolve(channel.secret_file)
+        assert path is not None
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                [
+                    (
+                        SourceLocation(str(path)),
+                        f"notifications.channels.{channel.name}.secret_file",
+                        f"cannot read: {exc.strerror or exc}",
+                    )
+                ]
+            ) from None
+    if value:
+        secrets.add(value)
+    return value
+
+
+_PD_SEVERITY = {"SEV1": "critical", "SEV2": "error", "SEV3": "warning", "SEV4": "info"}
+
+
+def pagerduty_event(message: Message, routing_key: str) -> dict[str, Any]:
+    """The Events API v2 body. Every message about one incident carries the same
+    ``dedup_key`` (``opsconsole/<incident>``), so trigger, acknowledge and resolve act on
+    one PagerDuty alert; health changes use ``opsconsole/health/<key>``."""
+    data = message.data
+    if data.get("incident"):
+        dedup = f"opsconsole/{data['incident']}"
+        status = data.get("status")
+        if message.event == "incident.status_changed" and status in ("resolved", "closed"):
+            action = "resolve"
+        elif message.event == "incident.status_changed" and status in (
+            "investigating",
+            "mitigated",
+        ):
+            action = "acknowledge"
+        else:
+            action = "trigger"
+        severity = _PD_SEVERITY.get(str(data.get("severity")), "error")
+    elif message.event == "health.changed":
+        dedup = f"opsconsole/health/{data.get('key')}"
+        action = "resolve" if data.get("new") == "ok" else "trigger"
+        severity = "critical" if data.get("new") == "down" else "warning"
+    else:
+        dedup = f"opsconsole/{message.event}/{message.subject}"
+        action = "trigger"
+        severity = "error"
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": dedup,
+    }
+    if action == "trigger":
+        body["payload"] = {
+            "summary": str(redact(f"{message.title}: {message.body}"))[:1024],
+            "source": "opsconsole",
+            "severity": severity,
+            "component": str(data.get("service") or data.get("key") or message.subject),
+            "group": str(data.get("region") or ""),
+            "class": message.event,
+            "custom_details": redact(data),
+        }
+    return body
+
+
+def _apprise_send(url: str, title: str, body: str) -> None:
+    import apprise
+
+    obj = apprise.Apprise()
+    if not obj.add(url):
+        raise DeliveryFailed("not a valid Apprise URL for any service it supports")
+    result = obj.notify(title=title, body=body)
+    if not result:
+        # Apprise's own per-call log says why (HTTP status, SMTP refusal, timeout, ...).
+        reasons = [
+            e.message
+            for e in getattr(result, "logs", lambda: [])()
+            if e.level in ("WARNING", "ERROR", "CRITICAL")
+        ]
+        raise DeliveryFailed(str(redact("; ".join(reasons[-2:]) or "the service refused it")))
+
+
+async def send(
+    channel: Channel, message: Message, secret: str | None, *, timeout: float = 10.0
+) -> None:
+    """Send one outbox message to one channel; raise :class:`DeliveryFailed` if it did not
+    take it (an error text with the secret masked)."""
+    if channel.kind == "pagerduty":
+        import httpx
+
+        assert secret is not None
+        url = channel.url or PAGERDUTY_URL
+        try:
+            async with httpx.AsyncClient(trust_env=False, timeout=timeout) as client:
+                resp = await client.post(url, json=pagerduty_event(message, secret))
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(str(redact(f"{type(exc).__name__}: {exc}"))) from None
+        if not 200 <= resp.status_code < 300:
+            raise DeliveryFailed(f"PagerDuty answered HTTP {resp.status_code}")
+        return
+    assert channel.url is not None
+    url = channel.url.replace("{secret}", secret) if secret else channel.url
+    title = str(redact(message.title))
+    body = str(redact(message.body))
+    await asyncio.to_thread(_apprise_send, url, title, body)

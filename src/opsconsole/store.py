@@ -42,6 +42,9 @@ MIGRATION_MODULES: list[str] = [
     "opsconsole.drills.store",
     "opsconsole.health.storage",
     "opsconsole.runbooks.state",
+    "opsconsole.outbox",
+    "opsconsole.incidents.alertgroups",
+    "opsconsole.rules.state",
 ]
 
 

@@ -81,12 +81,44 @@ def test_firing_group_declares_an_incident(svc: IncidentService) -> None:
     assert notes[0].local is not None  # Sao Paulo local time beside UTC
 
 
-def test_same_group_firing_again_adds_to_the_open_incident(svc: IncidentService) -> None:
+def test_same_group_resent_adds_nothing(svc: IncidentService) -> None:
     first = svc.ingest(FIRING)
+    before = len(svc.timeline(first.incident_id))
     again = svc.ingest(FIRING)
-    assert again.action == "added" and again.incident_id == first.incident_id
+    assert again.action == "unchanged" and again.incident_id == first.incident_id
     assert len(svc.list_incidents()) == 1
-    assert sum(e.kind == "note" for e in svc.timeline(first.incident_id)) == 2
+    assert len(svc.timeline(first.incident_id)) == before
+
+
+def test_changed_firing_set_adds_one_note_naming_the_change(svc: IncidentService) -> None:
+    first = svc.ingest(FIRING)
+    grown = copy.deepcopy(FIRING)
+    extra = copy.deepcopy(FIRING["alerts"][0])
+    extra["labels"]["instance"] = "pay-2"
+    extra["fingerprint"] = "ffff0002"
+    grown["alerts"].append(extra)
+    result = svc.ingest(grown)
+    assert result.action == "added"
+    notes = [e.text for e in svc.timeline(first.incident_id) if e.kind == "note"]
+    assert len(notes) == 2 and "started firing: PaymentsDown{instance=pay-2" in notes[-1]
+    assert "PaymentsDown{region=" not in notes[-1]  # the alert that kept firing is not news
+    assert svc.ingest(grown).action == "unchanged"
+    # One alert of the two stops firing (Alertmanager sends it as resolved in the group).
+    shrunk = copy.deepcopy(grown)
+    shrunk["alerts"][1]["status"] = "resolved"
+    assert svc.ingest(shrunk).action == "added"
+    notes = [e.text for e in svc.timeline(first.incident_id) if e.kind == "note"]
+    assert len(notes) == 3 and "no longer firing: " in notes[-1] and "pay-2" in notes[-1]
+
+
+def test_resolved_resent_adds_one_note(svc: IncidentService) -> None:
+    iid = svc.ingest(FIRING).incident_id
+    assert svc.ingest(_resolved()).action == "noted"
+    assert svc.ingest(_resolved()).action == "unchanged"
+    notes = [e for e in svc.timeline(iid) if e.kind == "note"]
+    assert len(notes) == 2
+    assert svc.ingest(FIRING).action == "added"  # firing again after resolving
+    assert "firing again" in svc.timeline(iid)[-1].text
 
 
 def test_grouped_alerts_make_one_incident_with_the_highest_severity(svc: IncidentService) -> None:

@@ -20,6 +20,7 @@ SCHEMAS: dict[str, tuple[str, str]] = {
     "drills": ("opsconsole.drills.model:DrillsFile", "config/drills.yaml"),
     "runbook": ("opsconsole.runbooks.schema:Runbook", "runbooks/*.yaml"),
     "access": ("opsconsole.access:AccessPolicy", "config/access.yaml"),
+    "rules": ("opsconsole.rules.model:RulesFile", "config/rules.yaml"),
 }
 
 

@@ -1,14 +1,15 @@
 """Prometheus Alertmanager webhook intake (payload ``version: "4"``).
 
 A firing group with no open incident declares one; a firing group with an open incident
-(same ``groupKey``) adds a note to it; a resolved payload adds a note. The mapping from
+(same ``groupKey``) adds a note to it only when its set of firing alerts changed (a re-send
+adds nothing); a resolved payload adds one note. The mapping from
 alert labels to severity, category, regions and services comes from
 ``<config dir>/incidents.yaml`` (see :mod:`opsconsole.incidents.settings`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,7 +21,7 @@ from opsconsole.incidents.model import SEVERITIES
 if TYPE_CHECKING:
     from opsconsole.incidents.service import IncidentService
 
-__all__ = ["Alert", "AlertPayload", "IngestResult", "ingest", "parse_payload"]
+__all__ = ["Alert", "AlertPayload", "IngestResult", "fingerprint", "ingest", "parse_payload"]
 
 
 class Alert(BaseModel):
@@ -63,10 +64,12 @@ class AlertPayload(BaseModel):
 
 @dataclass
 class IngestResult:
-    action: Literal["declared", "added", "noted", "ignored"]
+    action: Literal["declared", "added", "noted", "unchanged", "ignored"]
     incident_id: str | None
     alerts: int
     message: str
+    started: list[str] = field(default_factory=list)  # fingerprints that began firing
+    stopped: list[str] = field(default_factory=list)  # fingerprints that stopped firing
 
 
 def parse_payload(data: Any) -> AlertPayload:
@@ -95,14 +98,30 @@ def _values(alerts: list[Alert], common: dict[str, str], names: list[str]) -> li
     return out
 
 
+def fingerprint(alert: Alert) -> str:
+    """Alertmanager's fingerprint, or a stable hash of the labels when it is absent."""
+    if alert.fingerprint:
+        return alert.fingerprint
+    import hashlib
+    import json
+
+    text = json.dumps(sorted(alert.labels.items()), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def ingest(svc: IncidentService, data: Any) -> IngestResult:
-    """Declare, add to, or note on an incident for one webhook payload (one transaction)."""
+    """Declare, add to, or note on an incident for one webhook payload (one transaction).
+
+    Idempotent: the group's firing fingerprints are remembered
+    (:mod:`opsconsole.incidents.alertgroups`); a re-send with the same set adds nothing,
+    a changed set adds one note listing what started and what stopped firing."""
+    from opsconsole.incidents.alertgroups import load_group, save_group
+
     payload = parse_payload(data)
     mapping = svc.settings.intake
     firing = [a for a in payload.alerts if a.status == "firing"]
     resolved = [a for a in payload.alerts if a.status == "resolved"]
-    open_id = _open_incident_for(svc, payload.groupKey)
-    lines = [a.describe() for a in firing + resolved]
+    now_firing = {fingerprint(a): a.describe() for a in firing}
     regions = _values(payload.alerts, payload.commonLabels, mapping.region_labels)
     services = _values(payload.alerts, payload.commonLabels, mapping.service_labels)
     if svc.config is not None:
@@ -113,28 +132,60 @@ def ingest(svc: IncidentService, data: Any) -> IngestResult:
     region = regions[0] if regions else None
     source = f" (alertmanager {payload.receiver or 'webhook'})"
 
-    if payload.status == "resolved" or not firing:
-        if open_id is None:
-            return IngestResult(
-                "ignored",
-                None,
-                len(payload.alerts),
-                "resolved alert group with no open incident; nothing to do",
-            )
-        if mapping.resolved_note:
-            svc.note(open_id, "alerts resolved" + source + ": " + "; ".join(lines), region=region)
-        return IngestResult(
-            "noted",
-            open_id,
-            len(payload.alerts),
-            f"{open_id}: noted {len(payload.alerts)} resolved alert(s)",
-        )
-
     with svc.transaction():
-        if open_id is not None:
-            svc.note(open_id, "alerts firing" + source + ": " + "; ".join(lines), region=region)
+        open_id = _open_incident_for(svc, payload.groupKey)
+        seen = load_group(svc.db, payload.groupKey)
+        # What we knew about this group, for this open incident (none: tell everything).
+        before = seen[1] if seen is not None and seen[0] == open_id else None
+
+        if payload.status == "resolved" or not firing:
+            if open_id is None:
+                return IngestResult(
+                    "ignored",
+                    None,
+                    len(payload.alerts),
+                    "resolved alert group with no open incident; nothing to do",
+                )
+            if before is not None and not before:
+                return IngestResult(
+                    "unchanged", open_id, 0, f"{open_id}: already noted as resolved"
+                )
+            lines = [a.describe() for a in resolved] or list((before or {}).values())
+            if mapping.resolved_note:
+                svc.note(
+                    open_id, "alerts resolved" + source + ": " + "; ".join(lines), region=region
+                )
+            save_group(svc.db, payload.groupKey, open_id, {})
             return IngestResult(
-                "added", open_id, len(firing), f"{open_id}: added {len(firing)} firing alert(s)"
+                "noted",
+                open_id,
+                len(payload.alerts),
+                f"{open_id}: noted {len(payload.alerts)} resolved alert(s)",
+                stopped=list(before) if before else [fingerprint(a) for a in resolved],
+            )
+
+        if open_id is not None:
+            if before is not None and set(before) == set(now_firing):
+                return IngestResult(
+                    "unchanged", open_id, 0, f"{open_id}: the same alerts are firing; nothing new"
+                )
+            started = [d for fp, d in now_firing.items() if fp not in (before or {})]
+            stopped = [d for fp, d in (before or {}).items() if fp not in now_firing]
+            parts = []
+            if started:
+                verb = "firing again" if before == {} else "started firing"
+                parts.append(f"{verb}: " + "; ".join(started))
+            if stopped:
+                parts.append("no longer firing: " + "; ".join(stopped))
+            svc.note(open_id, "alerts changed" + source + ": " + " | ".join(parts), region=region)
+            save_group(svc.db, payload.groupKey, open_id, now_firing)
+            return IngestResult(
+                "added",
+                open_id,
+                len(started),
+                f"{open_id}: {len(started)} alert(s) started, {len(stopped)} stopped firing",
+                started=[fp for fp in now_firing if fp not in (before or {})],
+                stopped=[fp for fp in (before or {}) if fp not in now_firing],
             )
         ranks = list(SEVERITIES)
         severity = min(
@@ -160,9 +211,15 @@ def ingest(svc: IncidentService, data: Any) -> IngestResult:
             detected_at=detected,
             source_key=payload.groupKey,
         )
+        lines = [a.describe() for a in firing + resolved]
         svc.note(inc.id, "alerts firing" + source + ": " + "; ".join(lines), region=region)
+        save_group(svc.db, payload.groupKey, inc.id, now_firing)
     return IngestResult(
-        "declared", inc.id, len(firing), f"declared {inc.id} {severity} {category}: {title}"
+        "declared",
+        inc.id,
+        len(firing),
+        f"declared {inc.id} {severity} {category}: {title}",
+        started=list(now_firing),
     )
 
 

@@ -20,6 +20,7 @@ from opsconsole.operator import NeedsAPerson, Operator
 from opsconsole.redact import secrets
 from opsconsole.runbooks.authz import check_others, check_start
 from opsconsole.runbooks.context import (
+    APPROVAL_STEP_ID,
     RunbookRunError,
     coerce_params,
     expand_steps,
@@ -232,6 +233,11 @@ async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver,
         rb = validate(Runbook, data, marks)
     except OpsError as exc:
         raise RunbookInvalid(getattr(exc, "problems", [])) from None
+    if not rb.requires_approval and any(
+        s.step_id == APPROVAL_STEP_ID for s in get_steps(env.db, run.id)
+    ):
+        # Started with an approval gate its launcher added (a rule not marked safe).
+        rb = rb.model_copy(update={"requires_approval": True})
     params = dict(run.params)
     for name in run.secret_params:
         try:

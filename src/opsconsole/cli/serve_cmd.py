@@ -83,7 +83,7 @@ def serve(
     event on stdout. SIGTERM/SIGINT stop it."""
     import asyncio
 
-    from opsconsole.audit import os_user
+    from opsconsole.identity import os_user
     from opsconsole.errors import OpsError
     from opsconsole.notify import channel_secret
     from opsconsole.serve.app import ServeOptions, Server
@@ -105,7 +105,7 @@ def serve(
         scheduler=scheduler,
         rules=rules,
         tick_seconds=tick,
-        actor=state.actor or os_user(),
+        actor=os_user(),  # the service's own OS account, never a flag
     )
 
     def reload_config():  # type: ignore[no-untyped-def]

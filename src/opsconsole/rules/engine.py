@@ -383,9 +383,8 @@ class RuleEngine:
             if not firing.safe:
                 rb = rb.model_copy(update={"requires_approval": True})
             env = RunEnv(db=db, audit=audit, config=self.config, bus=EventBus())
-            # Access policy (issue 11): the check belongs inside start_run, which the CLI's
-            # `runbook run` also calls; until then, add access.check(...) here, with the
-            # serve process's own account (audit.actor) and interface "api".
+            # start_run checks the access policy (runbook.run in the run's environments)
+            # for the serve process's own account, as for the CLI's `runbook run`.
             result = await start_run(
                 rb,
                 firing.params,

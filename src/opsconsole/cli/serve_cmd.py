@@ -83,8 +83,8 @@ def serve(
     event on stdout. SIGTERM/SIGINT stop it."""
     import asyncio
 
-    from opsconsole.identity import os_user
     from opsconsole.errors import OpsError
+    from opsconsole.identity import os_user
     from opsconsole.notify import channel_secret
     from opsconsole.serve.app import ServeOptions, Server
 

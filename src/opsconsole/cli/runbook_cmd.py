@@ -63,7 +63,7 @@ def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
     from opsconsole.operator import NeedsAPerson
 
     try:
-        result: RunResult = asyncio.run(coro_factory())
+        result: RunResult = asyncio.run(_with_signals(coro_factory))
     except NeedsAPerson as exc:
         raise OpsError(str(exc)) from None
     if as_json:
@@ -85,6 +85,23 @@ def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
             err=True,
         )
     raise typer.Exit(exit_code_for(result.status))
+
+
+async def _with_signals(coro_factory: Any) -> Any:
+    """Run the engine so that SIGTERM and SIGHUP interrupt it like Ctrl-C: the step's
+    processes are ended and the run is left resumable (no question is asked)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro_factory())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel, sig.name)
+    try:
+        return await task
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
 
 
 @app.command("list")
@@ -238,6 +255,21 @@ def resume(
     env = _env()
     op = TerminalOperator(assume_yes=yes)
     _execute(lambda: resume_run(run_id, env=env, operator=op), env, as_json=as_json)
+
+
+@app.command("abort")
+def abort(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Stop a live owner process first (SIGTERM, same host)."),
+    ] = False,
+) -> None:
+    """End an unfinished run for good: its leftover processes are ended, its lock released."""
+    from opsconsole.runbooks import abort_run
+
+    result = abort_run(run_id, env=_env(), force=force)
+    typer.echo(f"run {result.run_id} aborted")
 
 
 @app.command("rollback")

@@ -17,12 +17,14 @@ decision (``if``, a comparison used as a condition, a number conversion) depends
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -39,6 +41,7 @@ __all__ = [
     "has_unknown",
     "render",
     "render_obj",
+    "render_url",
     "secret_functions",
     "syntax_error",
 ]
@@ -166,19 +169,88 @@ def _shell_finalize(value: Any) -> str:
     return shlex.quote(str(value))
 
 
-def _make_env(shell: bool) -> SandboxedEnvironment:
+class RawURL(str):
+    """A value the ``url_raw`` filter lets into a URL unencoded (a base URL, a path)."""
+
+    __slots__ = ()
+
+
+_URL_MARK = "\x00u"
+_url_values: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "opsconsole_url_values", default=None
+)
+
+
+def _url_finalize(value: Any) -> str:
+    values = _url_values.get()
+    if values is None:
+        return str(value)
+    values.append(value)
+    return f"{_URL_MARK}{len(values) - 1}\x01"
+
+
+def _make_env(shell: bool, url: bool = False) -> SandboxedEnvironment:
+    finalize = _shell_finalize if shell else (_url_finalize if url else None)
     env = SandboxedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        finalize=_shell_finalize if shell else None,
+        finalize=finalize,
     )
     env.filters["shell_quote"] = lambda v: v if shell else shlex.quote(str(v))
+    env.filters["url_raw"] = lambda v: RawURL(str(v))
+    env.filters["urlencode_all"] = lambda v: quote(str(v), safe="")
     return env
 
 
 _ENV = _make_env(shell=False)
 _SHELL_ENV = _make_env(shell=True)
+_URL_ENV = _make_env(shell=False, url=True)
+_MARK_RE = re.compile("\x00u(\\d+)\x01")
+
+
+def render_url(template: str, context: Mapping[str, Any]) -> str:
+    """Render a URL template, percent-encoding every value that lands in the path, the
+    query or the fragment (``../../admin?x=1#`` stays one path segment). A value before
+    the path (``{{ base_url }}/x``, the host) is inserted as is; so is one passed through
+    the ``url_raw`` filter."""
+    if "{" not in template:
+        return template
+    values: list[Any] = []
+    token = _url_values.set(values)
+    try:
+        marked = _URL_ENV.from_string(template).render(dict(context))
+    except UnknownValue:
+        raise
+    except TemplateError as exc:
+        raise _fail(template, exc) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, OSError) as exc:
+        raise _fail(template, exc) from None
+    finally:
+        _url_values.reset(token)
+    out: list[str] = []
+    pos = 0
+    for m in _MARK_RE.finditer(marked):
+        out.append(marked[pos : m.start()])
+        pos = m.end()
+        value = values[int(m[1])]
+        text = str(value)
+        so_far = "".join(out)
+        scheme = so_far.find("://")
+        in_path = (scheme >= 0 and any(c in so_far[scheme + 3 :] for c in "/?#")) or (
+            scheme < 0 and so_far != "" and not so_far.endswith(("//", "@"))
+        )
+        raw = isinstance(value, RawURL | Unknown)
+        if in_path and not raw:
+            text = quote(text, safe="")
+        elif scheme >= 0 and not in_path and not raw and any(c in text for c in "/?#@\\ \t\r\n"):
+            raise TemplateRenderError(
+                f"template {template!r}: {text!r} would change the URL's host part "
+                "(values there cannot contain / ? # @ or spaces; use url_raw if intended)"
+            )
+        out.append(text)
+    out.append(marked[pos:])
+    return "".join(out)
 
 
 def _fail(template: str, exc: Exception) -> TemplateRenderError:

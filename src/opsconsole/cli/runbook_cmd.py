@@ -47,7 +47,8 @@ def _env() -> RunEnv:
 def _load(name: str) -> Any:
     from opsconsole.runbooks import find_runbook, load_runbook
 
-    return load_runbook(find_runbook(name, state.optional_config()))
+    config = state.optional_config()
+    return load_runbook(find_runbook(name, config), config=config)
 
 
 def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
@@ -166,9 +167,10 @@ def validate_(
             if d.is_dir():
                 files.extend(sorted([*d.glob("*.yaml"), *d.glob("*.yml")]))
     bad = 0
+    config = state.optional_config()
     for path in files:
         try:
-            load_runbook(path)
+            load_runbook(path, config=config)
             typer.echo(f"{path}: OK")
         except SourceError as exc:
             bad += 1

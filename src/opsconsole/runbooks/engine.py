@@ -29,7 +29,7 @@ from opsconsole.runbooks.context import (
 )
 from opsconsole.runbooks.events import RunFinished, RunStarted
 from opsconsole.runbooks.executor import Driver
-from opsconsole.runbooks.loader import RunbookInvalid, find_runbook, load_runbook
+from opsconsole.runbooks.loader import RunbookInvalid, find_sub_runbook, load_runbook
 from opsconsole.runbooks.locks import acquire_lock, normalize_key, release_lock
 from opsconsole.runbooks.results import RunEnv, RunResult
 from opsconsole.runbooks.schema import Runbook
@@ -539,7 +539,11 @@ async def _sub_run(name: str, params: dict[str, Any], parent: Driver, previous: 
         if child.status in TERMINAL_RUN:
             return _result(child)
         return await resume_run(child_id, env=env, operator=parent.operator)
-    rb = load_runbook(find_runbook(name, env.config))
+    rb = load_runbook(find_sub_runbook(name, parent.runbook, env.config), config=env.config)
+    chain = _ancestry(env, parent.run_id)
+    if rb.name in chain or len(chain) >= MAX_SUB_RUN_DEPTH:
+        shown = " -> ".join([*reversed(chain), rb.name])
+        raise RunbookRunError(f"sub-runbook cycle: {shown}; the sub-run was not started")
     child_id = _new_run_id()
     parent.note_sub_run(child_id)
     return await start_run(
@@ -552,6 +556,25 @@ async def _sub_run(name: str, params: dict[str, Any], parent: Driver, previous: 
         incident_id=parent.tctx["run"].get("incident_id"),
         run_id=child_id,
     )
+
+
+MAX_SUB_RUN_DEPTH = 20
+
+
+def _ancestry(env: RunEnv, run_id: str | None) -> list[str]:
+    """Runbook names from ``run_id`` up through its parents."""
+    names: list[str] = []
+    seen: set[str] = set()
+    while run_id and run_id not in seen and len(names) <= MAX_SUB_RUN_DEPTH:
+        seen.add(run_id)
+        row = env.db.execute(
+            "SELECT runbook, parent_run FROM runs WHERE id = ?", [run_id]
+        ).fetchone()
+        if row is None:
+            break
+        names.append(row[0])
+        run_id = row[1]
+    return names
 
 
 def started_at(run: Any) -> datetime:

@@ -18,6 +18,7 @@ __all__ = [
     "RunbookInfo",
     "RunbookInvalid",
     "find_runbook",
+    "find_sub_runbook",
     "list_runbooks",
     "load_runbook",
     "runbook_dirs",
@@ -193,8 +194,13 @@ def _with_hints(
     return out
 
 
-def load_runbook(path: Path) -> Runbook:
-    """Parse and validate one runbook file; raises :class:`RunbookInvalid` (file:line:col)."""
+def load_runbook(
+    path: Path, *, config: Config | None = None, check_subruns: bool = True
+) -> Runbook:
+    """Parse and validate one runbook file; raises :class:`RunbookInvalid` (file:line:col).
+
+    Sub-runbooks named by literal names are followed (in ``config``'s search path) and a
+    chain that calls itself is refused with the chain of names."""
     try:
         data, marks = load_yaml(path)
         if not isinstance(data, dict):
@@ -209,7 +215,101 @@ def load_runbook(path: Path) -> Runbook:
     _cross_check(rb, marks)
     _check_templates(data, marks)
     rb._source = path
+    if check_subruns and any(s.runbook is not None for s in [*rb.steps, *rb.rollback]):
+        cycle = sub_runbook_cycle(rb, config)
+        if cycle is not None:
+            chain, at = cycle
+            raise RunbookInvalid(
+                [
+                    (
+                        marks.locate(at),
+                        format_field(at),
+                        "sub-runbook cycle: " + " -> ".join(chain) + " (a run would never end)",
+                    )
+                ]
+            )
     return rb
+
+
+
+def find_sub_runbook(name: str, parent: Runbook, config: Config | None) -> Path:
+    """Where a ``runbook`` step's name points: beside its parent first, then the search
+    path (:func:`find_runbook`)."""
+    here = parent.source.parent if parent.source else None
+    if here is not None and "/" not in name and not name.endswith((".yaml", ".yml")):
+        for suffix in (".yaml", ".yml"):
+            if (here / f"{name}{suffix}").is_file():
+                return here / f"{name}{suffix}"
+    return find_runbook(name, config)
+
+
+def sub_runbook_cycle(
+    rb: Runbook, config: Config | None, *, limit: int = 50
+) -> tuple[list[str], tuple[str | int, ...]] | None:
+    """A chain of runbook names that calls itself (``a -> b -> a``), with the path of the
+    step in ``rb`` where it starts; None if there is none.
+
+    Only literal names are followed (a templated name is resolved at run time, where the
+    engine refuses a sub-run whose runbook is already in its chain of parents)."""
+    cache: dict[Path, Runbook | None] = {}
+
+    def find(name: str) -> Path:
+        return find_sub_runbook(name, rb, config).resolve()
+
+    def children(r: Runbook) -> list[tuple[str, tuple[str | int, ...]]]:
+        out = []
+        for phase in ("steps", "rollback"):
+            for i, step in enumerate(getattr(r, phase)):
+                if step.runbook is not None and "{" not in step.runbook.name:
+                    out.append((step.runbook.name, (phase, i, "runbook", "name")))
+        return out
+
+    def load(name: str) -> Runbook | None:
+        try:
+            path = find(name)
+        except NotFoundError:
+            return None
+        if path not in cache:
+            cache[path] = None
+            try:
+                cache[path] = load_runbook(path, check_subruns=False)
+            except SourceError:
+                cache[path] = None
+        return cache[path]
+
+    start = rb.source.resolve() if rb.source else None
+    own = rb.source.stem if rb.source else rb.name
+
+    def walk(r: Runbook, chain: list[str], keys: list[Path | None]) -> list[str] | None:
+        if len(chain) > limit:
+            return chain
+        for name, _ in children(r):
+            try:
+                target = find(name)
+            except NotFoundError:
+                continue
+            if target in keys:
+                return [*chain, name]
+            child = load(name)
+            if child is not None:
+                found = walk(child, [*chain, name], [*keys, target])
+                if found:
+                    return found
+        return None
+
+    for name, path in children(rb):
+        try:
+            target = find(name)
+        except NotFoundError:
+            continue
+        if target == start:
+            return [own, name], path
+        child = load(name)
+        if child is not None:
+            found = walk(child, [own, name], [start, target])
+            if found:
+                return found, path
+    return None
 
 
 @dataclass
@@ -230,7 +330,7 @@ def list_runbooks(config: Config | None) -> list[RunbookInfo]:
             if path.stem in out:
                 continue
             try:
-                rb = load_runbook(path)
+                rb = load_runbook(path, config=config)
                 out[path.stem] = RunbookInfo(rb.name, path, rb.description.strip().split("\n")[0])
             except SourceError as exc:
                 first = exc.problems[0] if exc.problems else None

@@ -41,6 +41,7 @@ __all__ = [
     "has_unknown",
     "render",
     "render_obj",
+    "render_shell",
     "render_url",
     "secret_functions",
     "syntax_error",
@@ -161,12 +162,36 @@ def has_unknown(value: Any) -> bool:
     return False
 
 
+_secret_sink: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "opsconsole_secret_sink", default=None
+)
+
+
 def _shell_finalize(value: Any) -> str:
     if isinstance(value, Unknown):
         return str(value)
     if isinstance(value, list | tuple):
-        return " ".join(shlex.quote(str(v)) for v in value)
-    return shlex.quote(str(value))
+        return " ".join(_shell_finalize(v) for v in value)
+    text = str(value)
+    sink = _secret_sink.get()
+    if sink is not None and secrets.contains(text):
+        # A secret never becomes part of the command line (visible in ps and
+        # /proc/*/cmdline): the shell reads it from its environment instead.
+        name = f"OPSCONSOLE_SECRET_{len(sink) + 1}"
+        sink[name] = text
+        return f'"${name}"'
+    return shlex.quote(text)
+
+
+def render_shell(template: str, context: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """Render a shell command; secret values come back as environment variables that the
+    command references (``"$OPSCONSOLE_SECRET_1"``), never inline."""
+    sink: dict[str, str] = {}
+    token = _secret_sink.set(sink)
+    try:
+        return render(template, context, shell=True), sink
+    finally:
+        _secret_sink.reset(token)
 
 
 class RawURL(str):

@@ -37,6 +37,31 @@ def _vars(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _params(rb: Any, items: list[str] | None) -> dict[str, str]:
+    """``--var`` values, plus secret parameters from ``OPSCONSOLE_VAR_<NAME>`` or a
+    hidden prompt. A secret given with ``--var`` is refused: every user on the host can
+    read a process's arguments (ps, /proc/*/cmdline)."""
+    import os
+    import sys
+
+    params = _vars(items)
+    for name, p in rb.params.items():
+        if not p.secret:
+            continue
+        if name in params:
+            raise typer.BadParameter(
+                f"{name} is a secret parameter: not on the command line (visible in ps); "
+                f"set OPSCONSOLE_VAR_{name.upper()} or answer the prompt",
+                param_hint="--var",
+            )
+        from_env = os.environ.get(f"OPSCONSOLE_VAR_{name.upper()}")
+        if from_env is not None:
+            params[name] = from_env
+        elif p.required and p.default is None and sys.stdin.isatty():
+            params[name] = typer.prompt(f"{name} (secret)", hide_input=True, err=True)
+    return params
+
+
 def _env() -> RunEnv:
     from opsconsole.events import EventBus
     from opsconsole.runbooks import RunEnv
@@ -196,7 +221,7 @@ def plan(
     from opsconsole.runbooks import exit_code_for, plan_run
 
     rb = _load(name)
-    steps = asyncio.run(plan_run(rb, _vars(var), env=_env()))
+    steps = asyncio.run(plan_run(rb, _params(rb, var), env=_env()))
     if as_json:
         print_json([asdict(s) for s in steps])
     else:
@@ -224,7 +249,7 @@ def run(
 
     rb = _load(name)
     env = _env()
-    params = _vars(var)
+    params = _params(rb, var)
     if incident is not None:  # link only to an incident that exists (NotFoundError, exit 4)
         from opsconsole.incidents.store import load_incident
 

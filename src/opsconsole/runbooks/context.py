@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from opsconsole.errors import OpsError
-from opsconsole.redact import secrets
+from opsconsole.redact import MIN_SECRET_LEN, secrets
 from opsconsole.runbooks.schema import ApprovalAction, Runbook, Step
 from opsconsole.templating import Namespace, secret_functions
 
@@ -92,6 +92,11 @@ def coerce_params(rb: Runbook, given: dict[str, Any]) -> dict[str, Any]:
                 f"parameter {name}: {value!r} is not one of {', '.join(map(str, p.choices))}"
             )
         if p.secret and value is not None:
+            if len(str(value)) < MIN_SECRET_LEN:
+                raise RunbookRunError(
+                    f"parameter {name} is secret and must be at least {MIN_SECRET_LEN} "
+                    "characters long (shorter values cannot be redacted reliably)"
+                )
             secrets.add(str(value))
         out[name] = value
     return out

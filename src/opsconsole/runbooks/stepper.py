@@ -293,6 +293,8 @@ class StepRunner:
             "output": out.output or "\n".join(lines or []),
             "result": out.value,
         }
+        if final == "succeeded" and out.value:
+            learn_secrets(out.value)
         if final == "succeeded" and out.value and _redacted(out.value) != out.value:
             # The stored copy is masked; later steps after a resume need the real one.
             from opsconsole.runbooks.vault import seal

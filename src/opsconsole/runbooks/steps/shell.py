@@ -19,10 +19,11 @@ import json
 import os
 from typing import Any
 
-from opsconsole.redact import redact
+from opsconsole.redact import redact, secrets
 from opsconsole.runbooks import procs
 from opsconsole.runbooks.schema import ShellAction
 from opsconsole.runbooks.steps import Outcome, StepContext
+from opsconsole.templating import has_unknown, render_shell
 from opsconsole.templating import render as render_text
 
 __all__ = ["KEEP_BYTES", "execute", "render"]
@@ -37,8 +38,17 @@ def render(spec: ShellAction, tctx: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(spec.command, list):
         out["argv"] = [render_text(a, tctx) for a in spec.command]
+        for i, arg in enumerate(out["argv"]):
+            if secrets.contains(arg) and not has_unknown(arg):
+                raise ValueError(
+                    f"argument {i} holds a secret: process arguments are visible to every "
+                    "user (ps, /proc/*/cmdline); pass it through env: (e.g. env: {TOKEN: "
+                    "'{{ token }}'}) or stdin: instead"
+                )
     else:
-        out["command"] = render_text(spec.command, tctx, shell=True)
+        out["command"], hidden = render_shell(spec.command, tctx)
+        if hidden:
+            out["hidden_env"] = hidden
     if spec.cwd:
         out["cwd"] = render_text(spec.cwd, tctx)
     if spec.env:
@@ -151,7 +161,7 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
     argv = rendered["argv"] if "argv" in rendered else ["/bin/sh", "-c", rendered["command"]]
     env = dict(os.environ)
     env.update(rendered.get("env", {}))
-    env.update(rendered.get("secret_env", {}))
+    env.update(rendered.get("hidden_env", {}))
     token = ctx.proc_token
     if token is not None:
         procs.ensure_guard()

@@ -229,6 +229,7 @@ def _make_env(shell: bool, url: bool = False) -> SandboxedEnvironment:
 
 
 _ENV = _make_env(shell=False)
+SANDBOX = _ENV  # for static checks of templates (names they use)
 _SHELL_ENV = _make_env(shell=True)
 _URL_ENV = _make_env(shell=False, url=True)
 _MARK_RE = re.compile("\x00u(\\d+)\x01")

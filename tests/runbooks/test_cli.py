@@ -193,7 +193,7 @@ def test_shell_injection_through_params_never_executes(tmp_path: Path, config_di
         "inj",
         """\
         name: inj
-        params: {x: {required: true}}
+        params: {x: {required: true, allow_dash: true}}
         steps:
           - id: echo
             shell: "printf '%s' {{ x }} > out.txt"

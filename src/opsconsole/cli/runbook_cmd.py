@@ -152,11 +152,22 @@ def list_(as_json: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
+    from opsconsole.cli.safe import plain
+
     table = Table(box=None, pad_edge=False)
     for col in ("name", "description", "path"):
         table.add_column(col, overflow="fold")
     for i in items:
-        table.add_row(i.path.stem, f"INVALID: {i.error}" if i.error else i.description, str(i.path))
+        table.add_row(
+            *(
+                plain(v)
+                for v in (
+                    i.path.stem,
+                    f"INVALID: {i.error}" if i.error else i.description,
+                    str(i.path),
+                )
+            )
+        )
     print_table(table, keep=("name", "path"))
 
 
@@ -385,15 +396,22 @@ def runs(
     table = Table(box=None, pad_edge=False)
     for col in ("run", "runbook", "status", "mode", "actor", "started (UTC)", "error"):
         table.add_column(col, overflow="fold")
+    from opsconsole.cli.safe import plain
+
     for r in rows:
         table.add_row(
-            r["id"],
-            r["runbook"],
-            r["status"],
-            r["mode"],
-            r["actor"],
-            r["started_at"][:19],
-            (r["error"] or "")[:80],
+            *(
+                plain(v)
+                for v in (
+                    r["id"],
+                    r["runbook"],
+                    r["status"],
+                    r["mode"],
+                    r["actor"],
+                    r["started_at"][:19],
+                    (r["error"] or "")[:80],
+                )
+            )
         )
     console().print(table)
     if not rows:
@@ -441,8 +459,10 @@ def locks(as_json: JsonOpt = False) -> None:
             ]
         )
         return
+    from opsconsole.cli.safe import clean
+
     for i in items:
-        typer.echo(f"{i.key}: {i.describe()}")
+        typer.echo(clean(f"{i.key}: {i.describe()}"))
     if not items:
         typer.echo("no locks held")
 

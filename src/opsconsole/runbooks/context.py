@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,16 @@ def coerce_params(rb: Runbook, given: dict[str, Any]) -> dict[str, Any]:
             raise RunbookRunError(f"parameter {name} is required (--var {name}=...)")
         else:
             value = None
+        if isinstance(value, str) and value.startswith("-") and not p.allow_dash:
+            raise RunbookRunError(
+                f"parameter {name}: {value!r} starts with '-' and would be read as an option "
+                "where it becomes a command argument; if that is intended, the runbook "
+                "declares allow_dash: true for it"
+            )
+        if value is not None and p.pattern is not None and not re.fullmatch(p.pattern, str(value)):
+            raise RunbookRunError(
+                f"parameter {name}: {value!r} does not match the pattern {p.pattern!r}"
+            )
         if value is not None and p.choices and value not in p.choices:
             raise RunbookRunError(
                 f"parameter {name}: {value!r} is not one of {', '.join(map(str, p.choices))}"

@@ -156,11 +156,179 @@ def _check_templates(data: dict[str, Any], marks: Marks) -> None:
     walk(data.get("lock"), ("lock",))
     for phase in ("steps", "rollback"):
         for i, step in enumerate(data.get(phase) or []):
+            if not isinstance(step, dict):
+                continue
             for key, value in step.items():
                 if key not in _PLAIN_STEP_KEYS:
                     walk(value, (phase, i, key), expression=key == "when")
+            shell = step.get("shell")
+            command = shell.get("command") if isinstance(shell, dict) else shell
+            base = (phase, i, "shell") + (("command",) if isinstance(shell, dict) else ())
+            for path, msg in _shell_template_problems(command):
+                problems.append((marks.locate((*base, *path)), format_field((*base, *path)), msg))
+    if not problems:
+        problems += _undefined_names(data, marks)
     if problems:
         raise RunbookInvalid(problems)
+
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
+
+
+def _quoted_template(command: str) -> bool:
+    """A ``{{ ... }}`` inside single or double quotes of a shell string."""
+    quote: str | None = None
+    i = 0
+    while i < len(command):
+        c = command[i]
+        if quote is None:
+            if c == "\\":
+                i += 2
+                continue
+            if c in "'\"":
+                quote = c
+        elif c == quote:
+            quote = None
+        elif quote == '"' and c == "\\":
+            i += 2
+            continue
+        if quote is not None and command.startswith(("{{", "{%"), i):
+            return True
+        i += 1
+    return False
+
+
+def _shell_template_problems(command: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Templated values the engine cannot quote: inside quotes of a string command (the
+    engine's quoting would be undone), or in the script of an argv ``sh -c``."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    if isinstance(command, str) and _quoted_template(command):
+        out.append(
+            (
+                (),
+                "a templated value inside quotes: the engine already shell-quotes every "
+                "value; write {{ x }} without quotes around it",
+            )
+        )
+    elif isinstance(command, list):
+        for j, arg in enumerate(command[:-1]):
+            prog = str(command[0]).rsplit("/", 1)[-1] if command else ""
+            if (
+                arg == "-c"
+                and prog in _SHELLS
+                and isinstance(command[j + 1], str)
+                and ("{{" in command[j + 1] or "{%" in command[j + 1])
+            ):
+                out.append(
+                    (
+                        (j + 1,),
+                        "a templated value inside an `sh -c` script is not quoted and would "
+                        "run as code; pass it through env: (env: {X: '{{ x }}'}) and use "
+                        '"$X" in the script, or use a string shell command',
+                    )
+                )
+    return out
+
+
+def _undefined_names(data: dict[str, Any], marks: Marks) -> list[tuple[SourceLocation, str, str]]:
+    """Names a template uses that no run can define (``{{ steps.mk-file.stdout }}`` is
+    ``steps.mk - file.stdout``: ``file`` is undefined), and unknown step ids."""
+    from jinja2 import meta, nodes
+    from jinja2.exceptions import TemplateError
+
+    from opsconsole.templating import SANDBOX
+
+    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    step_ids: set[str] = set()
+    known = set(RESERVED_NAMES) | set(params or {}) | _JINJA_GLOBALS
+    for phase in ("steps", "rollback"):
+        for step in data.get(phase) or []:
+            if isinstance(step, dict):
+                if isinstance(step.get("id"), str):
+                    step_ids.add(step["id"])
+                if isinstance(step.get("register"), str):
+                    known.add(step["register"])
+    problems: list[tuple[SourceLocation, str, str]] = []
+
+    def check(text: str, path: tuple[str | int, ...], expression: bool) -> None:
+        if "{" not in text and not expression:
+            return
+        source = text
+        if expression and not text.strip().startswith("{{"):
+            source = "{{ " + text + " }}"
+        try:
+            ast = SANDBOX.parse(source)
+        except TemplateError:
+            return  # reported as a syntax error
+        for name in sorted(meta.find_undeclared_variables(ast) - known):
+            hint = ""
+            if any("-" in sid for sid in step_ids):
+                hint = " (a step id with '-' is written steps['my-step'])"
+            problems.append(
+                (marks.locate(path), format_field(path), f"undefined name {name!r}{hint}")
+            )
+        for node in ast.find_all(nodes.Getattr):
+            if (
+                isinstance(node.node, nodes.Name)
+                and node.node.name == "steps"
+                and node.attr not in step_ids
+            ):
+                problems.append(
+                    (marks.locate(path), format_field(path), f"no step with id {node.attr!r}")
+                )
+        for node in ast.find_all(nodes.Getitem):
+            if (
+                isinstance(node.node, nodes.Name)
+                and node.node.name == "steps"
+                and isinstance(node.arg, nodes.Const)
+                and isinstance(node.arg.value, str)
+                and node.arg.value not in step_ids
+            ):
+                problems.append(
+                    (marks.locate(path), format_field(path), f"no step with id {node.arg.value!r}")
+                )
+
+    def walk(value: Any, path: tuple[str | int, ...], expression: bool = False) -> None:
+        if isinstance(value, str):
+            check(value, path, expression)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i))
+
+    if isinstance(data.get("lock"), str):
+        walk(data["lock"], ("lock",))
+    for phase in ("steps", "rollback"):
+        for i, step in enumerate(data.get(phase) or []):
+            if not isinstance(step, dict):
+                continue
+            for key, value in step.items():
+                if key not in _PLAIN_STEP_KEYS:
+                    walk(
+                        value, (phase, i, key), expression=key == "when" and isinstance(value, str)
+                    )
+    return problems
+
+
+# Globals every Jinja environment has.
+_JINJA_GLOBALS = frozenset(
+    {
+        "range",
+        "dict",
+        "lipsum",
+        "cycler",
+        "joiner",
+        "namespace",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+    }
+)
 
 
 def _known_fields() -> set[str]:
@@ -229,7 +397,6 @@ def load_runbook(
                 ]
             )
     return rb
-
 
 
 def find_sub_runbook(name: str, parent: Runbook, config: Config | None) -> Path:

@@ -53,7 +53,7 @@ def _seconds(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -66,9 +66,27 @@ class Param(Strict):
     required: bool = False
     default: str | int | float | bool | None = None
     choices: list[str | int | float] | None = None
-    secret: bool = Field(
-        False, description="redacted everywhere; never stored, asked again on resume"
+    pattern: str | None = Field(
+        None, description="regular expression the whole value must match (checked before the run)"
     )
+    allow_dash: bool = Field(
+        False,
+        description="accept a value starting with '-' (refused by default: as a command "
+        "argument it would be read as an option)",
+    )
+    secret: bool = Field(
+        False, description="redacted everywhere; stored only encrypted for a resume"
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class Retries(Strict):

@@ -31,6 +31,7 @@ from opsconsole.runbooks.events import RunFinished, RunStarted
 from opsconsole.runbooks.executor import Driver
 from opsconsole.runbooks.loader import RunbookInvalid, find_sub_runbook, load_runbook
 from opsconsole.runbooks.locks import acquire_lock, normalize_key, release_lock
+from opsconsole.runbooks.preconditions import check_preconditions
 from opsconsole.runbooks.results import RunEnv, RunResult
 from opsconsole.runbooks.schema import Runbook
 from opsconsole.runbooks.state import (
@@ -108,6 +109,7 @@ async def _start_run(
     """Run ``runbook`` to its end, a durable wait (approval), or an interruption."""
     _register_env_secrets(env)
     values = coerce_params(runbook, params)
+    check_preconditions(runbook, values, env.db)  # refused before anything is recorded
     run_id = run_id or _new_run_id()
     check_start(env, runbook, values, run_id)  # access policy: before anything is written
     path, source = _source_text(runbook)
@@ -152,10 +154,16 @@ async def _start_run(
         with immediate(env.db):
             for name in secret_names:
                 seal_secret(env.db, run_id, f"param:{name}", str(values[name]))
-    if lock_key is not None:
+    if lock_key is not None or runbook.preconditions:
         try:
-            acquire_lock(env.db, env.audit, lock_key, run_id)
+            if lock_key is not None:
+                acquire_lock(env.db, env.audit, lock_key, run_id)
+            # Again under the lock: a run that finished meanwhile may have changed it.
+            check_preconditions(runbook, values, env.db)
         except OpsError as exc:
+            if lock_key is not None:
+                with contextlib.suppress(OpsError):
+                    release_lock(env.db, env.audit, lock_key, run_id=run_id)
             set_run(
                 env.db,
                 env.audit,

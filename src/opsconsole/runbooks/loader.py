@@ -119,6 +119,10 @@ def _cross_check(rb: Runbook, marks: Marks) -> None:
                     add((phase, i, "undoes"), f"no step with id {step.undoes!r} in steps")
             if phase == "rollback" and step.action in ("approval", "input"):
                 add((phase, i, step.action), "rollback steps cannot wait for approval or input")
+    for i, pre in enumerate(rb.preconditions):
+        for j, name in enumerate(pre.not_in_effect):
+            if name not in rb.params:
+                add(("preconditions", i, "not_in_effect", j), f"no parameter named {name!r}")
     for name in rb.params:
         if name in RESERVED_NAMES:
             add(("params", name), f"{name!r} is a reserved template name; choose another")

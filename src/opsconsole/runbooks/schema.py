@@ -24,6 +24,7 @@ __all__ = [
     "ManualAction",
     "NotifyAction",
     "Param",
+    "Precondition",
     "Retries",
     "Runbook",
     "RunbookAction",
@@ -334,6 +335,20 @@ class Objectives(Strict):
     rpo_seconds: float | None = Field(None, ge=0)
 
 
+class Precondition(Strict):
+    """Checked by the engine before a run starts (and again once its lock is held), for
+    every interface: CLI, TUI, scheduler."""
+
+    not_in_effect: list[VarName] = Field(
+        min_length=1,
+        description="refuse while an earlier run of this runbook with the same values of "
+        "these parameters is in effect (succeeded and not rolled back), e.g. [region]",
+    )
+    message: str | None = Field(
+        None, description="what to tell the operator; templated (params, conflict.run_id)"
+    )
+
+
 class Runbook(Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -341,6 +356,7 @@ class Runbook(Strict):
     lock: str | None = Field(None, description="lock key template, e.g. failover:{{ region }}")
     requires_approval: bool = False
     objectives: Objectives = Field(default_factory=Objectives)
+    preconditions: list[Precondition] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
     rollback: list[Step] = Field(default_factory=list)
 

@@ -81,7 +81,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=50)
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -101,13 +101,16 @@ def main() -> int:
         args.kills // args.runs + (1 if r < args.kills % args.runs else 0) for r in range(args.runs)
     ]
     t_start = time.monotonic()
+    carry = 0  # kills a run that finished early did not use go to the next one
     for r in range(args.runs):
         effects = work / f"effects-{r}"
         rb = work / f"soak-{r}.yaml"
         rb.write_text(runbook(effects, args.steps))
         run_id: str | None = None
-        for k in range(per_run[r] + 1):
-            last = k == per_run[r]
+        budget = per_run[r] + carry
+        used = 0
+        while True:
+            last = used >= budget
             if run_id is None:
                 cmd, answers = [*base, "run", str(rb)], ""
             else:
@@ -129,9 +132,11 @@ def main() -> int:
             if not last:
                 time.sleep(rng.uniform(0.6, 2.5))  # python start-up is ~0.5 s here
                 sig = rng.choice(SIGNALS)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, sig)
-                kills[sig.name] += 1
+                if proc.poll() is None:  # only a kill of a live engine counts
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, sig)
+                    kills[sig.name] += 1
+                    used += 1
             try:
                 err = proc.communicate(timeout=120)[1]
             except subprocess.TimeoutExpired:
@@ -148,6 +153,7 @@ def main() -> int:
             status = _db_query(db, "SELECT status FROM runs WHERE id = ?", [run_id])
             if status and status[0][0] == "succeeded":
                 break
+        carry = max(0, budget - used)
         time.sleep(0.5)  # a late writer would show up now
         status = _db_query(db, "SELECT status FROM runs WHERE id = ?", [run_id])
         if not status or status[0][0] != "succeeded":

@@ -39,3 +39,25 @@ async def test_three_mb_of_stdin_does_not_deadlock(env, operator, write_runbook)
     result = await start_run(rb, {}, env=env, operator=operator)
     assert result.status == "succeeded", result.error
     assert get_steps(env.db, result.run_id)[1].output.strip() == "3000000"
+
+
+async def test_save_output_keeps_the_whole_output_in_a_file(
+    env, operator, write_runbook, tmp_path
+):
+    from opsconsole.runbooks import start_run
+    from opsconsole.runbooks.state import get_steps
+
+    rb = write_runbook(f"""
+        name: save
+        steps:
+          - id: big
+            shell:
+              command: ["python3", "-c", "import sys; sys.stdout.write('z' * 6_000_000)"]
+              save_output: {tmp_path}/big.out
+        """)
+    result = await start_run(rb, {}, env=env, operator=operator)
+    assert result.status == "succeeded", result.error
+    assert (tmp_path / "big.out").stat().st_size == 6_000_000
+    assert (tmp_path / "big.out").stat().st_mode & 0o777 == 0o600
+    row = get_steps(env.db, result.run_id)[0]
+    assert f"truncated at 4 MB; the whole output is in {tmp_path}/big.out" in row.result["stdout"]

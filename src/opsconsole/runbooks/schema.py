@@ -124,6 +124,11 @@ class ShellAction(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     stdin: str | None = None
     ok_codes: list[int] = Field(default_factory=lambda: [0])
+    save_output: str | None = Field(
+        None,
+        description="file that receives the whole output (stdout and stderr as they come); "
+        "what is kept in the run is cut at 4 MB per stream",
+    )
 
     @model_validator(mode="before")
     @classmethod

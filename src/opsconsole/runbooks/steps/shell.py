@@ -56,20 +56,25 @@ def render(spec: ShellAction, tctx: dict[str, Any]) -> dict[str, Any]:
     if spec.stdin is not None:
         out["stdin"] = render_text(spec.stdin, tctx)
     out["ok_codes"] = list(spec.ok_codes)
+    if spec.save_output:
+        out["save_output"] = render_text(spec.save_output, tctx)
     return out
 
 
 class _Collected:
     """One stream, bounded in memory: its head and its tail."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, copy: Any = None) -> None:
         self.name = name
         self.head = bytearray()
         self.tail = bytearray()
         self.total = 0
+        self.copy = copy  # a binary file receiving everything (save_output)
 
     def feed(self, data: bytes) -> None:
         self.total += len(data)
+        if self.copy is not None:
+            self.copy.write(data)
         if len(self.head) < KEEP_BYTES // 2:
             room = KEEP_BYTES // 2 - len(self.head)
             self.head += data[:room]
@@ -84,7 +89,9 @@ class _Collected:
         if self.total > len(self.head) + len(self.tail):
             cut = self.total - len(self.head) - len(self.tail)
             mb = KEEP_BYTES / (1024 * 1024)
-            body += f"\n[... {cut} bytes truncated at {mb:g} MB ...]\n".encode()
+            saved = getattr(self.copy, "path", None)
+            where = f"; the whole output is in {saved}" if saved else ""
+            body += f"\n[... {cut} bytes truncated at {mb:g} MB{where} ...]\n".encode()
         body += bytes(self.tail)
         return body.decode("utf-8", errors="replace")
 
@@ -137,6 +144,12 @@ async def _stop(pid: int, token: str | None, grace: float) -> None:
         fut.result()
 
 
+def finally_close(copy: Any) -> None:
+    if copy is not None:
+        with contextlib.suppress(OSError):
+            copy.close()
+
+
 async def _exited(proc: asyncio.subprocess.Process) -> None:
     """Until the command itself exits. (``Process.wait`` also waits for every holder of
     its pipes to close them, which a daemonised descendant may never do.)"""
@@ -179,8 +192,17 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         )
     except OSError as exc:
         return Outcome("failed", {"rc": None}, "", f"cannot start {argv[0]!r}: {exc.strerror}")
-    out = _Collected("stdout")
-    err = _Collected("stderr")
+    copy = None
+    if rendered.get("save_output"):
+        try:
+            fd = os.open(rendered["save_output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            copy = os.fdopen(fd, "wb")
+            copy.path = rendered["save_output"]  # type: ignore[attr-defined]
+        except OSError as exc:
+            await _stop(proc.pid, token, 0.0)
+            return Outcome("failed", {"rc": None}, "", f"save_output: {exc.strerror}")
+    out = _Collected("stdout", copy)
+    err = _Collected("stderr", copy)
     tasks: list[asyncio.Future[Any]] = []
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -205,7 +227,9 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
             await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_SECONDS)
+        finally_close(copy)
         raise
+    finally_close(copy)
     stdout, stderr = out.text(), err.text()
     value: dict[str, Any] = {"rc": rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n")}
     if out.total <= KEEP_BYTES:

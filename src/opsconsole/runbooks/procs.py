@@ -157,7 +157,7 @@ def _reap(pids: Iterable[int]) -> None:
 
 
 def kill_all(
-    roots: Iterable[int],
+    roots: Iterable[tuple[int, int | None]],
     token: str | None,
     *,
     grace: float = 0.0,
@@ -165,20 +165,21 @@ def kill_all(
     exclude: Iterable[int] = (),
     var: str = TOKEN_ENV,
 ) -> list[int]:
-    """End ``roots``, their descendants, and processes carrying ``token`` (adopted
-    orphans; with ``scan``, any process on the host). SIGTERM first when ``grace`` > 0,
-    then SIGKILL until none is left. Returns the pids that were signalled."""
+    """End ``roots`` (pid, start time: a pid that was reaped and reused by another
+    process is never touched), their descendants, and processes carrying ``token``
+    (adopted orphans; with ``scan``, any process on the host). SIGTERM first when
+    ``grace`` > 0, then SIGKILL until none is left. Returns the pids signalled."""
     me = os.getpid()
     skip = {me, *exclude}
     roots = list(roots)
-    managed = set(roots)  # asyncio waits for these itself: never reap them here
+    managed = {pid for pid, _ in roots}  # asyncio waits for these: never reap them here
 
     def targets() -> list[int]:
         found: set[int] = set()
-        for r in roots:
-            if alive(r):
-                found.add(r)
-            found.update(descendants(r))
+        for pid, start in roots:
+            if start is not None and alive(pid, start):
+                found.add(pid)
+                found.update(descendants(pid))
         if token is not None:
             if scan:
                 found.update(find_by_token(token, var=var))

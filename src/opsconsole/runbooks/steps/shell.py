@@ -134,9 +134,11 @@ async def _feed_stdin(stdin: asyncio.StreamWriter, data: bytes) -> None:
         stdin.close()
 
 
-async def _stop(pid: int, token: str | None, grace: float) -> None:
-    """End the command and everything it started; not interruptible half-way."""
-    fut = asyncio.ensure_future(asyncio.to_thread(procs.kill_all, [pid], token, grace=grace))
+async def _stop(root: tuple[int, int | None] | None, token: str | None, grace: float) -> None:
+    """End the command (``root``: pid and start time, None once it was reaped) and
+    everything it started; not interruptible half-way."""
+    roots = [root] if root is not None else []
+    fut = asyncio.ensure_future(asyncio.to_thread(procs.kill_all, roots, token, grace=grace))
     while not fut.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(fut)
@@ -192,6 +194,12 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         )
     except OSError as exc:
         return Outcome("failed", {"rc": None}, "", f"cannot start {argv[0]!r}: {exc.strerror}")
+    # Its identity, taken while it cannot have been reaped yet: a pid alone could name
+    # another process later (pids are reused).
+    root = (proc.pid, procs.proc_start(proc.pid))
+
+    def unreaped() -> tuple[int, int | None] | None:
+        return root if proc.returncode is None else None
     copy = None
     if rendered.get("save_output"):
         try:
@@ -199,7 +207,7 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
             copy = os.fdopen(fd, "wb")
             copy.path = rendered["save_output"]  # type: ignore[attr-defined]
         except OSError as exc:
-            await _stop(proc.pid, token, 0.0)
+            await _stop(unreaped(), token, 0.0)
             return Outcome("failed", {"rc": None}, "", f"save_output: {exc.strerror}")
     out = _Collected("stdout", copy)
     err = _Collected("stderr", copy)
@@ -213,14 +221,15 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         if stdin_data is not None and proc.stdin is not None:
             tasks.append(asyncio.ensure_future(_feed_stdin(proc.stdin, stdin_data.encode())))
         await _exited(proc)
-        # Descendants still holding the pipes open must not keep the step alive.
-        await _stop(proc.pid, token, 0.0)
+        # Descendants still holding the pipes open must not keep the step alive. (The
+        # command itself is reaped by now: only its token finds what it left.)
+        await _stop(None, token, 0.0)
         await asyncio.gather(*tasks)
         rc = await proc.wait()
     except BaseException:
         # Timeout, Ctrl-C, SIGTERM, SIGHUP (a cancellation): nothing the command started
         # may live on, and it must be gone before the step is recorded.
-        await _stop(proc.pid, token, KILL_GRACE_SECONDS)
+        await _stop(unreaped(), token, KILL_GRACE_SECONDS)
         for t in tasks:
             t.cancel()
         with contextlib.suppress(BaseException):

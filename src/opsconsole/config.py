@@ -44,10 +44,13 @@ __all__ = [
 
 
 def _known_zone(value: str) -> str:
+    shown = value if len(value) <= 60 else value[:57] + "..."
     try:
+        if len(value) > 255:  # no zone name is this long (and the OS would refuse the path)
+            raise ValueError(value)
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {shown!r}") from None
     return value
 
 

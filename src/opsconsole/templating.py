@@ -17,12 +17,14 @@ decision (``if``, a comparison used as a condition, a number conversion) depends
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -39,6 +41,8 @@ __all__ = [
     "has_unknown",
     "render",
     "render_obj",
+    "render_shell",
+    "render_url",
     "secret_functions",
     "syntax_error",
 ]
@@ -158,27 +162,121 @@ def has_unknown(value: Any) -> bool:
     return False
 
 
+_secret_sink: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "opsconsole_secret_sink", default=None
+)
+
+
 def _shell_finalize(value: Any) -> str:
     if isinstance(value, Unknown):
         return str(value)
     if isinstance(value, list | tuple):
-        return " ".join(shlex.quote(str(v)) for v in value)
-    return shlex.quote(str(value))
+        return " ".join(_shell_finalize(v) for v in value)
+    text = str(value)
+    sink = _secret_sink.get()
+    if sink is not None and secrets.contains(text):
+        # A secret never becomes part of the command line (visible in ps and
+        # /proc/*/cmdline): the shell reads it from its environment instead.
+        name = f"OPSCONSOLE_SECRET_{len(sink) + 1}"
+        sink[name] = text
+        return f'"${name}"'
+    return shlex.quote(text)
 
 
-def _make_env(shell: bool) -> SandboxedEnvironment:
+def render_shell(template: str, context: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """Render a shell command; secret values come back as environment variables that the
+    command references (``"$OPSCONSOLE_SECRET_1"``), never inline."""
+    sink: dict[str, str] = {}
+    token = _secret_sink.set(sink)
+    try:
+        return render(template, context, shell=True), sink
+    finally:
+        _secret_sink.reset(token)
+
+
+class RawURL(str):
+    """A value the ``url_raw`` filter lets into a URL unencoded (a base URL, a path)."""
+
+    __slots__ = ()
+
+
+_URL_MARK = "\x00u"
+_url_values: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "opsconsole_url_values", default=None
+)
+
+
+def _url_finalize(value: Any) -> str:
+    values = _url_values.get()
+    if values is None:
+        return str(value)
+    values.append(value)
+    return f"{_URL_MARK}{len(values) - 1}\x01"
+
+
+def _make_env(shell: bool, url: bool = False) -> SandboxedEnvironment:
+    finalize = _shell_finalize if shell else (_url_finalize if url else None)
     env = SandboxedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        finalize=_shell_finalize if shell else None,
+        finalize=finalize,
     )
     env.filters["shell_quote"] = lambda v: v if shell else shlex.quote(str(v))
+    env.filters["url_raw"] = lambda v: RawURL(str(v))
+    env.filters["urlencode_all"] = lambda v: quote(str(v), safe="")
     return env
 
 
 _ENV = _make_env(shell=False)
+SANDBOX = _ENV  # for static checks of templates (names they use)
 _SHELL_ENV = _make_env(shell=True)
+_URL_ENV = _make_env(shell=False, url=True)
+_MARK_RE = re.compile("\x00u(\\d+)\x01")
+
+
+def render_url(template: str, context: Mapping[str, Any]) -> str:
+    """Render a URL template, percent-encoding every value that lands in the path, the
+    query or the fragment (``../../admin?x=1#`` stays one path segment). A value before
+    the path (``{{ base_url }}/x``, the host) is inserted as is; so is one passed through
+    the ``url_raw`` filter."""
+    if "{" not in template:
+        return template
+    values: list[Any] = []
+    token = _url_values.set(values)
+    try:
+        marked = _URL_ENV.from_string(template).render(dict(context))
+    except UnknownValue:
+        raise
+    except TemplateError as exc:
+        raise _fail(template, exc) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, OSError) as exc:
+        raise _fail(template, exc) from None
+    finally:
+        _url_values.reset(token)
+    out: list[str] = []
+    pos = 0
+    for m in _MARK_RE.finditer(marked):
+        out.append(marked[pos : m.start()])
+        pos = m.end()
+        value = values[int(m[1])]
+        text = str(value)
+        so_far = "".join(out)
+        scheme = so_far.find("://")
+        in_path = (scheme >= 0 and any(c in so_far[scheme + 3 :] for c in "/?#")) or (
+            scheme < 0 and so_far != "" and not so_far.endswith(("//", "@"))
+        )
+        raw = isinstance(value, RawURL | Unknown)
+        if in_path and not raw:
+            text = quote(text, safe="")
+        elif scheme >= 0 and not in_path and not raw and any(c in text for c in "/?#@\\ \t\r\n"):
+            raise TemplateRenderError(
+                f"template {template!r}: {text!r} would change the URL's host part "
+                "(values there cannot contain / ? # @ or spaces; use url_raw if intended)"
+            )
+        out.append(text)
+    out.append(marked[pos:])
+    return "".join(out)
 
 
 def _fail(template: str, exc: Exception) -> TemplateRenderError:

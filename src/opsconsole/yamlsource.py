@@ -1,8 +1,15 @@
-"""Load YAML while remembering where every value came from.
+"""Load YAML while remembering where every value came from, within bounds.
 
 pydantic reports an error at a ``loc`` such as ``('regions', 'sa-east-1', 'services',
 'payments', 'endpoints', 0, 'url')``. We keep a map from such paths to the line and
 column of the YAML node, so every validation error can name ``file:line:col``.
+
+Every YAML file of the project (config, runbooks, playbooks, drills) goes through
+:func:`load_yaml`, which refuses - with ``file:line`` - what would exhaust memory or the
+stack before anything is built: a file over :data:`MAX_BYTES`, nesting deeper than
+:data:`MAX_DEPTH`, more than :data:`MAX_NODES` nodes *after* alias expansion (a
+"billion laughs" alias bomb is refused while it is still a few hundred bytes), and an
+alias that refers to itself. Invalid UTF-8 and impossible dates are located too.
 """
 
 from __future__ import annotations
@@ -68,6 +75,15 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a mapping key must be a plain value (not a list or mapping)",
+                key_node.start_mark,
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -79,18 +95,122 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 50_000
+
+
+def _construct_checked(method: Any) -> Any:
+    """A scalar constructor whose ValueError (``2026-13-45``, a 5,000-digit integer)
+    becomes a located YAML error."""
+
+    def construct(loader: _UniqueKeyLoader, node: yaml.Node) -> Any:
+        try:
+            return method(loader, node)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid value {node.value!r}: {exc}", node.start_mark
+            ) from None
+
+    return construct
+
+
+for _tag, _method in (
+    ("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_timestamp),
+    ("tag:yaml.org,2002:int", yaml.SafeLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", yaml.SafeLoader.construct_yaml_float),
+):
+    _UniqueKeyLoader.add_constructor(_tag, _construct_checked(_method))
+
+
+def _bounds(text: str, name: str) -> None:
+    """Walk the event stream (iterative, cheap) and refuse what would blow up later."""
+
+    def refuse(mark: Any, msg: str) -> SourceError:
+        loc = SourceLocation(name, mark.line + 1, mark.column + 1) if mark else SourceLocation(name)
+        return SourceError([(loc, "", msg)])
+
+    sizes: dict[str, int] = {}  # anchor -> expanded node count
+    stack: list[list[Any]] = []  # open collections: [count, anchor]
+    total = 0
+    for event in yaml.parse(text, Loader=_UniqueKeyLoader):
+        if isinstance(event, yaml.AliasEvent):
+            size = sizes.get(event.anchor)
+            if size is None:
+                raise refuse(
+                    event.start_mark,
+                    f"alias *{event.anchor} refers to a node that contains it (or is undefined)",
+                )
+            added = size
+        elif isinstance(event, yaml.ScalarEvent):
+            added = 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            stack.append([1, event.anchor])
+            if len(stack) > MAX_DEPTH:
+                raise refuse(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+            continue
+        elif isinstance(event, yaml.CollectionEndEvent):
+            count, anchor = stack.pop()
+            if anchor:
+                sizes[anchor] = count
+            added = count
+            if stack:
+                stack[-1][0] += added
+            continue
+        else:
+            continue
+        total += added
+        if stack:
+            stack[-1][0] += added
+        if total + sum(c for c, _ in stack) > MAX_NODES:
+            raise refuse(
+                event.start_mark,
+                f"more than {MAX_NODES} values (after expanding aliases); refused",
+            )
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise SourceError(
+            [
+                (
+                    SourceLocation(name, line, col),
+                    "",
+                    f"not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+                )
+            ]
+        ) from None
+
+
 def load_yaml(path: Path, text: str | None = None) -> tuple[Any, Marks]:
-    """Parse one YAML document; syntax errors become :class:`SourceError` with position."""
+    """Parse one YAML document within bounds; every problem becomes a :class:`SourceError`
+    with its position."""
     name = str(path)
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_BYTES + 1)
         except FileNotFoundError:
             raise SourceError([(SourceLocation(name), "", "file not found")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise SourceError([(SourceLocation(name), "", f"cannot read: {exc}")]) from None
+        if len(raw) > MAX_BYTES:
+            raise SourceError(
+                [(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB; refused")]
+            )
+        text = _decode(raw, name)
+    elif len(text) > MAX_BYTES:
+        raise SourceError([(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB")])
     marks = Marks(name)
     try:
+        _bounds(text, name)
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
@@ -100,6 +220,8 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, Marks]:
         raise SourceError([(loc, "", f"invalid YAML: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise SourceError([(SourceLocation(name), "", f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise SourceError([(SourceLocation(name), "", "invalid YAML: nested too deeply")]) from None
     if node is not None:
         _walk(node, (), marks)
     return data, marks

@@ -45,7 +45,7 @@ params:
   marker: {required: true}
 steps:
   - id: write
-    shell: ["sh", "-c", "echo isolated {{ region }} {{ run.incident_id }} > {{ marker }}"]
+    shell: "echo isolated {{ region }} {{ run.incident_id }} > {{ marker }}"
 """
 
 FAILS = """\

@@ -162,14 +162,15 @@ def test_secret_never_appears_in_console_db_or_audit(
               echo pw={{{{ password }}}} env={{{{ env('DEPLOY_KEY') }}}}
               file={{{{ secret_file('{tmp_path}/keyfile') }}}}; echo {{{{ password }}}} >&2
           - id: fail
-            shell: ["sh", "-c", "echo {{{{ password }}}}; exit 3"]
+            shell:
+              command: ["sh", "-c", "echo $PW; exit 3"]
+              env: {{PW: "{{{{ password }}}}"}}
             on_failure: continue
         """,
     )
-    result = cli(
-        "--config", str(config_dir), "runbook", "run", path, "--var", f"password={secret}", "--yes"
-    )
-    plan = cli("--config", str(config_dir), "runbook", "plan", path, "--var", f"password={secret}")
+    monkeypatch.setenv("OPSCONSOLE_VAR_PASSWORD", secret)
+    result = cli("--config", str(config_dir), "runbook", "run", path, "--yes")
+    plan = cli("--config", str(config_dir), "runbook", "plan", path)
     assert result.exit_code == 0, result.output
     run_id = _run_id(db_path)
     log = cli("runbook", "log", run_id)
@@ -192,7 +193,7 @@ def test_shell_injection_through_params_never_executes(tmp_path: Path, config_di
         "inj",
         """\
         name: inj
-        params: {x: {required: true}}
+        params: {x: {required: true, allow_dash: true}}
         steps:
           - id: echo
             shell: "printf '%s' {{ x }} > out.txt"

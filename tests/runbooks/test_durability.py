@@ -169,5 +169,5 @@ async def test_resume_refuses_while_the_original_process_is_alive(env, operator,
     env.db.execute(
         "UPDATE runs SET status = 'running', pid = ? WHERE id = ?", [os.getppid(), result.run_id]
     )
-    with pytest.raises(RunbookRunError, match="still running"):
+    with pytest.raises(RunbookRunError, match=f"being resumed by pid {os.getppid()} on "):
         await resume_run(result.run_id, env=env, operator=operator)

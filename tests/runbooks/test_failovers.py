@@ -19,10 +19,10 @@ FAILOVER = """\
       - id: standby
         shell: ["echo", "{{ regions[region].standby }}"]
       - id: gate
-        shell: "test '{{ fail }}' != gate"
+        shell: "test {{ fail }} != gate"
       - id: switch
         on_failure: rollback
-        shell: "test '{{ fail }}' != switch"
+        shell: "test {{ fail }} != switch"
     rollback:
       - id: restore
         undoes: switch

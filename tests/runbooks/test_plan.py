@@ -32,7 +32,11 @@ async def test_plan_runs_only_check_steps_and_marks_unknowns(env, write_runbook,
     by = {s.id: s for s in steps}
     assert by["look"].executed and by["look"].status == "succeeded"
     assert not any(p.name in ("changed", "depends", "undone") for p in tmp_path.iterdir())
-    assert by["change"].rendered["command"].startswith(f"touch {tmp_path}/changed; echo 7 ***")
+    # The secret reaches the shell through its environment, never the command line.
+    assert by["change"].rendered["command"] == (
+        f'touch {tmp_path}/changed; echo 7 "$OPSCONSOLE_SECRET_1"'
+    )
+    assert by["change"].rendered["hidden_env"] == {"OPSCONSOLE_SECRET_1": "***"}
     assert "hunter2-secret" not in repr(steps)
     assert "<unknown: steps.change.stdout>" in by["uses-change"].rendered["command"]
     assert by["uses-change"].depends_on_unknown

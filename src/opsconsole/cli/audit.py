@@ -60,6 +60,7 @@ def list_(
         return
     from rich.table import Table
 
+    from opsconsole.cli.safe import plain
     from opsconsole.timeutil import parse_when
 
     table = Table(box=None, pad_edge=False)
@@ -68,15 +69,21 @@ def list_(
     for r in rows:
         local = parse_when(r["ts"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         details = json.dumps(r["details"], ensure_ascii=False) if r["details"] else ""
+        # Actors, targets and details come from users: never markup, never controls.
         table.add_row(
-            str(r["seq"]),
-            local,
-            r["actor"],
-            r["interface"],
-            r["action"],
-            r["target"],
-            r["outcome"],
-            details,
+            *(
+                plain(v)
+                for v in (
+                    r["seq"],
+                    local,
+                    r["actor"],
+                    r["interface"],
+                    r["action"],
+                    r["target"],
+                    r["outcome"],
+                    details,
+                )
+            )
         )
     console().print(table)
     if not rows:

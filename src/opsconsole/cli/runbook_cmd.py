@@ -37,6 +37,31 @@ def _vars(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _params(rb: Any, items: list[str] | None) -> dict[str, str]:
+    """``--var`` values, plus secret parameters from ``OPSCONSOLE_VAR_<NAME>`` or a
+    hidden prompt. A secret given with ``--var`` is refused: every user on the host can
+    read a process's arguments (ps, /proc/*/cmdline)."""
+    import os
+    import sys
+
+    params = _vars(items)
+    for name, p in rb.params.items():
+        if not p.secret:
+            continue
+        if name in params:
+            raise typer.BadParameter(
+                f"{name} is a secret parameter: not on the command line (visible in ps); "
+                f"set OPSCONSOLE_VAR_{name.upper()} or answer the prompt",
+                param_hint="--var",
+            )
+        from_env = os.environ.get(f"OPSCONSOLE_VAR_{name.upper()}")
+        if from_env is not None:
+            params[name] = from_env
+        elif p.required and p.default is None and sys.stdin.isatty():
+            params[name] = typer.prompt(f"{name} (secret)", hide_input=True, err=True)
+    return params
+
+
 def _env() -> RunEnv:
     from opsconsole.events import EventBus
     from opsconsole.runbooks import RunEnv
@@ -47,7 +72,8 @@ def _env() -> RunEnv:
 def _load(name: str) -> Any:
     from opsconsole.runbooks import find_runbook, load_runbook
 
-    return load_runbook(find_runbook(name, state.optional_config()))
+    config = state.optional_config()
+    return load_runbook(find_runbook(name, config), config=config)
 
 
 def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
@@ -63,7 +89,7 @@ def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
     from opsconsole.operator import NeedsAPerson
 
     try:
-        result: RunResult = asyncio.run(coro_factory())
+        result: RunResult = asyncio.run(_with_signals(coro_factory))
     except NeedsAPerson as exc:
         raise OpsError(str(exc)) from None
     if as_json:
@@ -85,6 +111,23 @@ def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
             err=True,
         )
     raise typer.Exit(exit_code_for(result.status))
+
+
+async def _with_signals(coro_factory: Any) -> Any:
+    """Run the engine so that SIGTERM and SIGHUP interrupt it like Ctrl-C: the step's
+    processes are ended and the run is left resumable (no question is asked)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro_factory())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel, sig.name)
+    try:
+        return await task
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
 
 
 @app.command("list")
@@ -109,11 +152,22 @@ def list_(as_json: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
+    from opsconsole.cli.safe import plain
+
     table = Table(box=None, pad_edge=False)
     for col in ("name", "description", "path"):
         table.add_column(col, overflow="fold")
     for i in items:
-        table.add_row(i.path.stem, f"INVALID: {i.error}" if i.error else i.description, str(i.path))
+        table.add_row(
+            *(
+                plain(v)
+                for v in (
+                    i.path.stem,
+                    f"INVALID: {i.error}" if i.error else i.description,
+                    str(i.path),
+                )
+            )
+        )
     print_table(table, keep=("name", "path"))
 
 
@@ -149,9 +203,10 @@ def validate_(
             if d.is_dir():
                 files.extend(sorted([*d.glob("*.yaml"), *d.glob("*.yml")]))
     bad = 0
+    config = state.optional_config()
     for path in files:
         try:
-            load_runbook(path)
+            load_runbook(path, config=config)
             typer.echo(f"{path}: OK")
         except SourceError as exc:
             bad += 1
@@ -177,7 +232,7 @@ def plan(
     from opsconsole.runbooks import exit_code_for, plan_run
 
     rb = _load(name)
-    steps = asyncio.run(plan_run(rb, _vars(var), env=_env()))
+    steps = asyncio.run(plan_run(rb, _params(rb, var), env=_env()))
     if as_json:
         print_json([asdict(s) for s in steps])
     else:
@@ -205,7 +260,7 @@ def run(
 
     rb = _load(name)
     env = _env()
-    params = _vars(var)
+    params = _params(rb, var)
     if incident is not None:  # link only to an incident that exists (NotFoundError, exit 4)
         from opsconsole.incidents.store import load_incident
 
@@ -238,6 +293,21 @@ def resume(
     env = _env()
     op = TerminalOperator(assume_yes=yes)
     _execute(lambda: resume_run(run_id, env=env, operator=op), env, as_json=as_json)
+
+
+@app.command("abort")
+def abort(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Stop a live owner process first (SIGTERM, same host)."),
+    ] = False,
+) -> None:
+    """End an unfinished run for good: its leftover processes are ended, its lock released."""
+    from opsconsole.runbooks import abort_run
+
+    result = abort_run(run_id, env=_env(), force=force)
+    typer.echo(f"run {result.run_id} aborted")
 
 
 @app.command("rollback")
@@ -326,15 +396,22 @@ def runs(
     table = Table(box=None, pad_edge=False)
     for col in ("run", "runbook", "status", "mode", "actor", "started (UTC)", "error"):
         table.add_column(col, overflow="fold")
+    from opsconsole.cli.safe import plain
+
     for r in rows:
         table.add_row(
-            r["id"],
-            r["runbook"],
-            r["status"],
-            r["mode"],
-            r["actor"],
-            r["started_at"][:19],
-            (r["error"] or "")[:80],
+            *(
+                plain(v)
+                for v in (
+                    r["id"],
+                    r["runbook"],
+                    r["status"],
+                    r["mode"],
+                    r["actor"],
+                    r["started_at"][:19],
+                    (r["error"] or "")[:80],
+                )
+            )
         )
     console().print(table)
     if not rows:
@@ -382,8 +459,10 @@ def locks(as_json: JsonOpt = False) -> None:
             ]
         )
         return
+    from opsconsole.cli.safe import clean
+
     for i in items:
-        typer.echo(f"{i.key}: {i.describe()}")
+        typer.echo(clean(f"{i.key}: {i.describe()}"))
     if not items:
         typer.echo("no locks held")
 

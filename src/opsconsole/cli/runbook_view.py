@@ -6,7 +6,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.text import Text
+
+from opsconsole.cli.safe import clean, plain
 
 if TYPE_CHECKING:
     from opsconsole.events import Event
@@ -74,38 +75,38 @@ class LiveRenderer:
             verb = "resumed" if event.resumed else "started"
             sub = f" (sub-run of {event.parent_run})" if event.parent_run else ""
             c.print(
-                Text(
+                plain(
                     f"run {event.run_id} {verb}: {event.runbook} [{event.mode}]{sub}", style="bold"
                 )
             )
         elif isinstance(event, StepStarted):
             attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
-            line = Text(f"▶ {event.step_id}", style="cyan")
-            line.append(f"  {event.name} [{event.action}]{attempt}")
+            line = plain(f"▶ {event.step_id}", style="cyan")
+            line.append(clean(f"  {event.name} [{event.action}]{attempt}"))
             c.print(line)
             what = summarize(event.rendered)
             if what:
-                c.print(Text(f"    {what}", style="dim"))
+                c.print(plain(f"    {what}", style="dim"))
         elif isinstance(event, StepOutput):
             prefix = f"[{event.host}] " if event.host else ""
             c.print(
-                Text(f"  │ {prefix}{event.line}", style="red" if event.stream == "stderr" else "")
+                plain(f"  │ {prefix}{event.line}", style="red" if event.stream == "stderr" else "")
             )
         elif isinstance(event, StepFinished):
             mark = {"succeeded": "✓", "skipped": "–"}.get(event.status, "✗")
-            text = Text(
+            text = plain(
                 f"{mark} {event.step_id} {event.status}", style=_STYLE.get(event.status, "")
             )
             if event.duration_seconds:
                 text.append(f" ({event.duration_seconds:.1f}s)", style="dim")
             if event.error:
-                text.append(f": {event.error}")
+                text.append(clean(f": {event.error}"))
             if event.note:
-                text.append(f" — {event.note}", style="dim")
+                text.append(clean(f" — {event.note}"), style="dim")
             c.print(text)
         elif isinstance(event, ApprovalRequested):
             c.print(
-                Text(
+                plain(
                     f"⏸ approval needed: {event.message} — someone other than "
                     f"{event.requested_by} runs "
                     f"`opsconsole runbook approve {event.run_id}`",
@@ -113,15 +114,15 @@ class LiveRenderer:
                 )
             )
         elif isinstance(event, RunFinished):
-            text = Text(
+            text = plain(
                 f"run {event.run_id}: {event.status}", style=f"bold {_STYLE.get(event.status, '')}"
             )
             if event.error:
-                text.append(f" — {event.error}")
+                text.append(clean(f" — {event.error}"))
             c.print(text)
             if event.measured:
                 c.print(
-                    Text(
+                    plain(
                         "  " + ", ".join(f"{k}={v:g}" for k, v in event.measured.items()),
                         style="dim",
                     )
@@ -129,7 +130,7 @@ class LiveRenderer:
 
 
 def print_plan(console: Console, name: str, steps: list[PlannedStep]) -> None:
-    console.print(Text(f"plan for {name} (dry run: only read-only steps ran)", style="bold"))
+    console.print(plain(f"plan for {name} (dry run: only read-only steps ran)", style="bold"))
     phase = None
     # Rollback steps are shown in the order they would run (reverse of declaration).
     ordered = [s for s in steps if s.phase == "main"] + [
@@ -138,19 +139,18 @@ def print_plan(console: Console, name: str, steps: list[PlannedStep]) -> None:
     for ps in ordered:
         if ps.phase != phase:
             phase = ps.phase
+            console.print()
             console.print(
-                Text(
-                    f"\n{phase} steps:"
-                    if phase == "main"
-                    else "\nrollback steps (run in reverse):",
+                plain(
+                    f"{phase} steps:" if phase == "main" else "rollback steps (run in reverse):",
                     style="bold",
                 )
             )
         flag = {"yes": "", "no": " [skipped]", "unknown": " [runs?]", "error": " [error]"}[
             ps.will_run
         ]
-        head = Text(f"{ps.index + 1:>2}. {ps.id}", style="cyan")
-        head.append(f"  {ps.name} [{ps.action}]{flag}")
+        head = plain(f"{ps.index + 1:>2}. {ps.id}", style="cyan")
+        head.append(clean(f"  {ps.name} [{ps.action}]{flag}"))
         if ps.executed:
             head.append(f"  ran: {ps.status}", style=_STYLE.get(ps.status or "", ""))
         console.print(head)
@@ -158,30 +158,35 @@ def print_plan(console: Console, name: str, steps: list[PlannedStep]) -> None:
             if value in (None, {}, [], "") or key in ("ok_codes", "verify_tls"):
                 continue
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            console.print(Text(f"      {key}: {shown}"))
+            console.print(plain(f"      {key}: {shown}"))
         for note in ps.notes:
-            console.print(Text(f"      note: {note}", style="yellow"))
+            console.print(plain(f"      note: {note}", style="yellow"))
         if ps.output:
             for line in ps.output.splitlines()[:10]:
-                console.print(Text(f"      │ {line}", style="dim"))
+                console.print(plain(f"      │ {line}", style="dim"))
 
 
 def print_log(console: Console, run: Any, steps: list[Any]) -> None:
-    console.print(Text(f"run {run.id}: {run.runbook} — {run.status}", style="bold"))
+    console.print(plain(f"run {run.id}: {run.runbook} — {run.status}", style="bold"))
     console.print(
-        f"  actor {run.actor}, mode {run.mode}, started {run.started_at}, "
-        f"finished {run.finished_at or '-'}"
+        plain(
+            f"  actor {run.actor}, mode {run.mode}, started {run.started_at}, "
+            f"finished {run.finished_at or '-'}"
+        )
     )
     if run.params:
-        console.print(Text("  params: " + json.dumps(run.params, ensure_ascii=False)))
+        console.print(plain("  params: " + json.dumps(run.params, ensure_ascii=False)))
     if run.error:
-        console.print(Text(f"  error: {run.error}", style="red"))
+        console.print(plain(f"  error: {run.error}", style="red"))
     if run.measured:
-        console.print("  measured: " + ", ".join(f"{k}={v:g}" for k, v in run.measured.items()))
+        console.print(
+            plain("  measured: " + ", ".join(f"{k}={v:g}" for k, v in run.measured.items()))
+        )
     for s in steps:
         if s.phase == "rollback" and s.status == "pending":
             continue
-        text = Text(f"\n[{s.phase}] {s.idx + 1}. {s.step_id}", style="cyan")
+        console.print()
+        text = plain(f"[{s.phase}] {s.idx + 1}. {s.step_id}", style="cyan")
         text.append(f" [{s.action}] ")
         text.append(s.status, style=_STYLE.get(s.status, ""))
         if s.attempts > 1:
@@ -190,37 +195,37 @@ def print_log(console: Console, run: Any, steps: list[Any]) -> None:
         if s.rendered:
             what = summarize(s.rendered)
             if what:
-                console.print(Text(f"    {what}", style="dim"))
+                console.print(plain(f"    {what}", style="dim"))
         if s.error:
-            console.print(Text(f"    error: {s.error}", style="red"))
+            console.print(plain(f"    error: {s.error}", style="red"))
         for line in (s.output or "").splitlines():
-            console.print(Text(f"    │ {line}"))
+            console.print(plain(f"    │ {line}"))
         if s.truncated:
-            console.print(Text("    (output truncated)", style="yellow"))
+            console.print(plain("    (output truncated)", style="yellow"))
 
 
 def print_show(console: Console, rb: Any) -> None:
     """Parameters, lock, steps and rollback of one runbook."""
     c = console
-    c.print(Text(f"{rb.name} ({rb.source})", style="bold"))
+    c.print(plain(f"{rb.name} ({rb.source})", style="bold"))
     if rb.description:
-        c.print(Text(rb.description.strip()))
+        c.print(plain(rb.description.strip()))
     for pname, p in rb.params.items():
         extra = [p.type] + (["required"] if p.required else []) + (["secret"] if p.secret else [])
         if p.default is not None:
             extra.append(f"default {p.default}")
         if p.choices:
             extra.append("one of " + ", ".join(map(str, p.choices)))
-        c.print(Text(f"  param {pname}: {', '.join(extra)}  {p.description}"))
+        c.print(plain(f"  param {pname}: {', '.join(extra)}  {p.description}"))
     if rb.lock:
-        c.print(Text(f"  lock: {rb.lock}"))
+        c.print(plain(f"  lock: {rb.lock}"))
     for label, steps in (("steps", rb.steps), ("rollback (runs in reverse)", rb.rollback)):
         if steps:
-            c.print(Text(f"{label}:", style="bold"))
+            c.print(plain(f"{label}:", style="bold"))
         for i, s in enumerate(steps, 1):
             flags = [f for f, on in (("check", s.check), ("idempotent", s.idempotent)) if on]
             if s.when is not None:
                 flags.append(f"when {s.when}")
             c.print(
-                Text(f"  {i}. {s.id} [{s.action}] {s.name} {' '.join(f'({f})' for f in flags)}")
+                plain(f"  {i}. {s.id} [{s.action}] {s.name} {' '.join(f'({f})' for f in flags)}")
             )

@@ -1,12 +1,17 @@
-"""When drills fall due: cron expressions (crontab semantics) and one-off times.
+"""When drills fall due: cron expressions with crontab semantics, and one-off times.
 
-APScheduler 3.x's ``CronTrigger`` computes the fire times, but two of its habits are
-wrong for a crontab user, so we translate before handing an expression over:
+Fire times are computed by ``cronsim`` (the library healthchecks.io uses to evaluate
+crontab lines) and handed to APScheduler through :class:`CrontabTrigger`, because
+APScheduler 3.x's own ``CronTrigger`` differs from crontab in two ways users trip on:
 
-* its day-of-week numbers start at Monday (0 = mon), while crontab's start at Sunday
-  (0 or 7 = sun) - we expand the weekday field to explicit day names;
-* ``from_crontab`` accepts only five fields; we also accept six, the first being seconds
-  (handy for tests and sub-minute demos).
+* with both day-of-month and day-of-week restricted, crontab fires when *either*
+  matches (``0 9 1 * mon``: the 1st of the month and every Monday); APScheduler
+  requires both;
+* crontab numbers weekdays from Sunday (0 and 7 are Sunday, ``0-7`` is every day);
+  APScheduler starts at Monday.
+
+Five fields (minute hour day month weekday), or six with leading seconds (handy for
+tests and sub-minute demos). Times are computed in the drill's time zone (DST-aware).
 
 Missed-drill detection does not rely on APScheduler's job store: :func:`occurrences`
 iterates the trigger from the last accounted-for time up to now.
@@ -14,58 +19,98 @@ iterates the trigger from the last accounted-for time up to now.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
-__all__ = ["crontab_weekdays", "make_trigger", "next_due", "occurrences", "validate_cron"]
+__all__ = ["make_trigger", "next_due", "occurrences", "validate_cron"]
 
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_DAY_ITEM = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?$")
 _ONE_MICRO = timedelta(microseconds=1)
 
 
-def _day_number(token: str) -> int:
-    token = token.lower()
-    if token.isdigit():
-        n = int(token)
-        if not 0 <= n <= 7:
-            raise ValueError(f"day of week {token!r} out of range 0-7")
-        return n % 7
-    if token[:3] in _DAYS and len(token) == 3:
-        return _DAYS.index(token)
-    raise ValueError(f"unknown day of week {token!r}")
+def _trigger_class() -> type:
+    """Built on first use: APScheduler is a heavy import."""
+    global _TRIGGER
+    if _TRIGGER is not None:
+        return _TRIGGER
+    from apscheduler.triggers.base import BaseTrigger as _Base
+
+    class CrontabTrigger(_Base):  # type: ignore[misc]
+        """An APScheduler trigger whose fire times are crontab's (via cronsim)."""
+
+        def __init__(self, expression: str, timezone: ZoneInfo) -> None:
+            self.expression = expression
+            self.timezone = timezone
+            _check(expression, timezone)
+
+        def get_next_fire_time(
+            self, previous_fire_time: datetime | None, now: datetime
+        ) -> datetime | None:
+            start = previous_fire_time + _ONE_MICRO if previous_fire_time else now
+            return _first_at_or_after(self.expression, start.astimezone(self.timezone))
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"version": 1, "expression": self.expression, "timezone": str(self.timezone)}
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            self.expression = state["expression"]
+            self.timezone = ZoneInfo(state["timezone"])
+
+        def __str__(self) -> str:
+            return f"crontab[{self.expression}]"
+
+        def __repr__(self) -> str:
+            return f"<CrontabTrigger {self.expression!r} tz={self.timezone}>"
+
+    _TRIGGER = CrontabTrigger
+    return _TRIGGER
 
 
-def crontab_weekdays(field: str) -> str:
-    """Translate a crontab day-of-week field (0/7 = Sunday) into APScheduler day names."""
-    if field == "*":
-        return "*"
-    days: set[int] = set()
-    for item in field.lower().split(","):
-        m = _DAY_ITEM.match(item)
-        if not m:
-            raise ValueError(f"invalid day-of-week item {item!r}")
-        span, step = m[1], int(m[2]) if m[2] else 1
-        if step < 1:
-            raise ValueError("a step must be at least 1")
-        if span == "*":
-            lo, hi = 0, 6
-        elif "-" in span:
-            a, b = span.split("-")
-            lo, hi = _day_number(a), _day_number(b)
-            if b.lower() in ("7", "sun") and lo > 0:
-                hi = 7
-            if hi < lo:
-                raise ValueError(f"day-of-week range {span!r} runs backwards")
-        else:
-            lo = hi = _day_number(span)
-        days.update(d % 7 for d in range(lo, hi + 1, step))
-    return ",".join(_DAYS[d] for d in sorted(days))
+_TRIGGER: type | None = None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CrontabTrigger":
+        return _trigger_class()
+    raise AttributeError(name)
+
+
+def _fields(cron: str) -> str:
+    fields = cron.split()
+    if len(fields) not in (5, 6):
+        raise ValueError(
+            f"a cron expression has 5 fields (minute hour day month weekday), or 6 with "
+            f"leading seconds; got {len(fields)}"
+        )
+    return " ".join(fields)
+
+
+def _check(expression: str, tz: ZoneInfo) -> None:
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(expression, datetime(2000, 1, 1, tzinfo=tz))
+    except CronSimError as exc:
+        raise ValueError(f"cron expression {expression!r}: {exc}") from None
+
+
+def _first_at_or_after(expression: str, start: datetime) -> datetime | None:
+    from cronsim import CronSim
+
+    base = start.replace(microsecond=0)
+    # cronsim yields times strictly after its start: begin one second earlier.
+    it = CronSim(expression, base - timedelta(seconds=1))
+    try:
+        for _ in range(3):
+            fire = next(it)
+            if fire >= start:
+                return fire
+    except StopIteration:
+        return None
+    return None
 
 
 def make_trigger(cron: str | None, at: datetime | None, timezone: str) -> BaseTrigger:
@@ -77,26 +122,7 @@ def make_trigger(cron: str | None, at: datetime | None, timezone: str) -> BaseTr
         return DateTrigger(run_date=at if at.tzinfo else at.replace(tzinfo=tz), timezone=tz)
     if cron is None:
         raise ValueError("a schedule needs cron or at")
-    from apscheduler.triggers.cron import CronTrigger
-
-    fields = cron.split()
-    if len(fields) == 5:
-        fields = ["0", *fields]
-    if len(fields) != 6:
-        raise ValueError(
-            f"a cron expression has 5 fields (minute hour day month weekday), or 6 with "
-            f"leading seconds; got {len(fields)}"
-        )
-    second, minute, hour, day, month, weekday = fields
-    return CronTrigger(
-        second=second,
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=crontab_weekdays(weekday),
-        timezone=tz,
-    )
+    return _trigger_class()(_fields(cron), tz)  # type: ignore[no-any-return]
 
 
 def validate_cron(cron: str, timezone: str) -> None:

@@ -7,6 +7,7 @@ Public API::
     await start_run(runbook, params, env=RunEnv(...), operator=..., mode="normal"|"drill")
     await resume_run(run_id, env=..., operator=...)
     await rollback_run(run_id, env=..., operator=...)
+    abort_run(run_id, env=..., force=False)
     await plan_run(runbook, params, env=...) -> list[PlannedStep]
     decide_approval(db, audit, run_id, approve=True|False, comment=...)
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from opsconsole.runbooks.approvals import ApprovalError, decide_approval, pending_approval
 from opsconsole.runbooks.engine import (
     RunbookRunError,
+    abort_run,
     exit_code_for,
     resume_run,
     rollback_run,
@@ -57,6 +59,7 @@ __all__ = [
     "StepFinished",
     "StepOutput",
     "StepStarted",
+    "abort_run",
     "decide_approval",
     "exit_code_for",
     "find_runbook",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 from opsconsole.errors import OpsError
-from opsconsole.redact import secrets
+from opsconsole.redact import MIN_SECRET_LEN, secrets
 from opsconsole.runbooks.schema import ApprovalAction, Runbook, Step
 from opsconsole.templating import Namespace, secret_functions
 
@@ -87,11 +88,26 @@ def coerce_params(rb: Runbook, given: dict[str, Any]) -> dict[str, Any]:
             raise RunbookRunError(f"parameter {name} is required (--var {name}=...)")
         else:
             value = None
+        if isinstance(value, str) and value.startswith("-") and not p.allow_dash:
+            raise RunbookRunError(
+                f"parameter {name}: {value!r} starts with '-' and would be read as an option "
+                "where it becomes a command argument; if that is intended, the runbook "
+                "declares allow_dash: true for it"
+            )
+        if value is not None and p.pattern is not None and not re.fullmatch(p.pattern, str(value)):
+            raise RunbookRunError(
+                f"parameter {name}: {value!r} does not match the pattern {p.pattern!r}"
+            )
         if value is not None and p.choices and value not in p.choices:
             raise RunbookRunError(
                 f"parameter {name}: {value!r} is not one of {', '.join(map(str, p.choices))}"
             )
         if p.secret and value is not None:
+            if len(str(value)) < MIN_SECRET_LEN:
+                raise RunbookRunError(
+                    f"parameter {name} is secret and must be at least {MIN_SECRET_LEN} "
+                    "characters long (shorter values cannot be redacted reliably)"
+                )
             secrets.add(str(value))
         out[name] = value
     return out

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from opsconsole.errors import AuditWriteError, OpsError
 from opsconsole.operator import NeedsAPerson, Operator
-from opsconsole.redact import secrets
+from opsconsole.redact import scoped, secrets
+from opsconsole.runbooks import procs
 from opsconsole.runbooks.authz import check_others, check_start
 from opsconsole.runbooks.context import (
     APPROVAL_STEP_ID,
@@ -28,17 +29,25 @@ from opsconsole.runbooks.context import (
 )
 from opsconsole.runbooks.events import RunFinished, RunStarted
 from opsconsole.runbooks.executor import Driver
-from opsconsole.runbooks.loader import RunbookInvalid, find_runbook, load_runbook
-from opsconsole.runbooks.locks import acquire_lock, pid_alive, release_lock
+from opsconsole.runbooks.loader import RunbookInvalid, find_sub_runbook, load_runbook
+from opsconsole.runbooks.locks import acquire_lock, normalize_key, release_lock
+from opsconsole.runbooks.preconditions import check_preconditions
 from opsconsole.runbooks.results import RunEnv, RunResult
 from opsconsole.runbooks.schema import Runbook
 from opsconsole.runbooks.state import (
     TERMINAL_RUN,
+    StepClaimLost,
+    claim_run,
     create_run,
     get_run,
     get_steps,
+    owner_alive,
+    sealed_results,
     set_run,
+    set_step,
 )
+from opsconsole.runbooks.vault import forget_secrets, load_secrets, seal_secret, unseal
+from opsconsole.store import immediate
 from opsconsole.templating import TemplateRenderError
 from opsconsole.templating import render as render_text
 from opsconsole.timeutil import parse_when, utcnow
@@ -47,6 +56,7 @@ from opsconsole.yamlsource import load_yaml, validate
 __all__ = [
     "EXIT_CODES",
     "RunbookRunError",
+    "abort_run",
     "exit_code_for",
     "resume_run",
     "rollback_run",
@@ -85,7 +95,7 @@ def _source_text(rb: Runbook) -> tuple[str, str]:
     return str(path), path.read_text(encoding="utf-8")
 
 
-async def start_run(
+async def _start_run(
     runbook: Runbook,
     params: dict[str, Any],
     *,
@@ -99,6 +109,7 @@ async def start_run(
     """Run ``runbook`` to its end, a durable wait (approval), or an interruption."""
     _register_env_secrets(env)
     values = coerce_params(runbook, params)
+    check_preconditions(runbook, values, env.db)  # refused before anything is recorded
     run_id = run_id or _new_run_id()
     check_start(env, runbook, values, run_id)  # access policy: before anything is written
     path, source = _source_text(runbook)
@@ -114,11 +125,11 @@ async def start_run(
     lock_key = None
     if runbook.lock:
         try:
-            lock_key = render_text(runbook.lock, tctx)
+            lock_key = normalize_key(render_text(runbook.lock, tctx))
         except TemplateRenderError as exc:
             raise RunbookRunError(f"lock key: {exc}") from None
     steps = expand_steps(runbook)
-    # Secret values are never stored: a resume asks again for those given explicitly.
+    # Secret values are stored only sealed (vault): a resume uses them, or asks again.
     secret_names = [
         n
         for n, p in runbook.params.items()
@@ -139,10 +150,20 @@ async def start_run(
         incident_id=incident_id,
         steps=[(ph, i, s.id, s.name, s.action) for ph, i, s in steps],
     )
-    if lock_key is not None:
+    if secret_names:
+        with immediate(env.db):
+            for name in secret_names:
+                seal_secret(env.db, run_id, f"param:{name}", str(values[name]))
+    if lock_key is not None or runbook.preconditions:
         try:
-            acquire_lock(env.db, env.audit, lock_key, run_id)
+            if lock_key is not None:
+                acquire_lock(env.db, env.audit, lock_key, run_id)
+            # Again under the lock: a run that finished meanwhile may have changed it.
+            check_preconditions(runbook, values, env.db)
         except OpsError as exc:
+            if lock_key is not None:
+                with contextlib.suppress(OpsError):
+                    release_lock(env.db, env.audit, lock_key, run_id=run_id)
             set_run(
                 env.db,
                 env.audit,
@@ -184,7 +205,34 @@ async def _drive(driver: Driver, phase: str, lock_key: str | None) -> RunResult:
                 error="audit log not writable; stopped before the next action",
             )
         raise
+    except StepClaimLost:
+        raise  # another process owns the run now: its state is not ours to change
+    except Exception as exc:
+        status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        _fail_current(driver, error)
     return _finish(driver, status, error, lock_key)
+
+
+def _fail_current(driver: Driver, error: str) -> None:
+    """Mark the step that was running when the engine failed as failed (best effort)."""
+    if driver._current is None:
+        return
+    phase, idx = driver._current
+    with contextlib.suppress(Exception):
+        row = get_steps(driver.env.db, driver.run_id)
+        if any(r.phase == phase and r.idx == idx and r.status == "running" for r in row):
+            set_step(
+                driver.env.db,
+                driver.env.audit,
+                driver.run_id,
+                phase,
+                idx,
+                status="failed",
+                error=error,
+                finished_at=_now_iso(),
+                action="runbook.step.finished",
+                outcome="failed",
+            )
 
 
 def _finish(driver: Driver, status: str, error: str | None, lock_key: str | None) -> RunResult:
@@ -203,6 +251,8 @@ def _finish(driver: Driver, status: str, error: str | None, lock_key: str | None
         details={"measured": measured},
         **fields,
     )
+    if status in ("rolled_back", "aborted"):
+        forget_secrets(env.db, driver.run_id)  # nothing can need them any more
     if lock_key is not None and status in TERMINAL_RUN:
         release_lock(env.db, env.audit, lock_key, run_id=driver.run_id)
     run = get_run(env.db, driver.run_id)
@@ -239,7 +289,12 @@ async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver,
         # Started with an approval gate its launcher added (a rule not marked safe).
         rb = rb.model_copy(update={"requires_approval": True})
     params = dict(run.params)
+    sealed = load_secrets(env.db, run.id)
     for name in run.secret_params:
+        if f"param:{name}" in sealed:
+            params[name] = sealed[f"param:{name}"]
+            secrets.add(params[name])
+            continue
         try:
             value = await operator.ask(
                 f"secret parameter {name} (not stored; needed to resume)", secret=True
@@ -261,7 +316,11 @@ async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver,
     tctx = template_context(rb, values, env.config, meta, env.db)
     steps = expand_steps(rb)
     driver = Driver(run.id, rb, steps, env, operator, run.mode, tctx, _sub_run)
-    driver.restore_outputs(get_steps(env.db, run.id))
+    driver.restore_outputs(
+        get_steps(env.db, run.id),
+        sealed_results(env.db, run.id),
+        lambda b: unseal(env.db, b),
+    )
     return driver, run
 
 
@@ -271,39 +330,46 @@ def _path_of(text: str) -> Any:
     return Path(text)
 
 
-def _check_not_live(run: Any) -> None:
-    if (
-        run.status == "running"
-        and run.pid
-        and run.hostname == socket.gethostname()
-        and run.pid != os.getpid()
-        and pid_alive(run.pid)
-    ):
-        raise RunbookRunError(
-            f"run {run.id} is still running (pid {run.pid}); it cannot be resumed twice"
-        )
+def _end_leftovers(run_id: str) -> list[int]:
+    """End every process a dead owner of ``run_id`` left behind (found by step token)."""
+    return procs.kill_all([], f"{run_id}/", scan=True, grace=1.0)
 
 
-async def resume_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResult:
-    """Continue a run at its first unfinished step (or keep waiting for its approval)."""
+async def _claimed(
+    run_id: str, env: RunEnv, operator: Operator, previous: str
+) -> tuple[Driver, Any]:
+    """After a claim: end leftovers, then rebuild the driver; undo the claim on failure."""
+    ended = _end_leftovers(run_id)
+    if ended:
+        env.audit.record("runbook.run.leftovers_ended", run_id, {"pids": ended})
+    try:
+        return await _reload(run_id, env, operator)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            set_run(env.db, None, run_id, status=previous, pid=None)
+        raise
+
+
+async def _resume_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResult:
+    """Continue a run at its first unfinished step (or keep waiting for its approval).
+
+    The run is claimed first (one compare-and-set): a second resume of the same run,
+    from any process, is refused naming the owner."""
     run = get_run(env.db, run_id)
     if run.status in TERMINAL_RUN:
         raise RunbookRunError(f"run {run.id} already finished: {run.status}; nothing to resume")
     check_others(env, run, "runbook.resume-others")
-    _check_not_live(run)
-    driver, run = await _reload(run.id, env, operator)
-    if run.lock_key:
-        acquire_lock(env.db, env.audit, run.lock_key, run.id)
-    set_run(
+    claimed = claim_run(
         env.db,
         env.audit,
         run.id,
-        status="running",
-        pid=os.getpid(),
-        hostname=socket.gethostname(),
+        allowed=("interrupted", "waiting_approval"),
+        verb="resumed",
         action="runbook.run.resumed",
-        details={"previous_status": run.status},
     )
+    driver, run = await _claimed(run.id, env, operator, _resumable(run.status))
+    if run.lock_key:
+        acquire_lock(env.db, env.audit, run.lock_key, run.id)
     env.bus.publish(
         RunStarted(
             run_id=run.id,
@@ -313,10 +379,15 @@ async def resume_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResu
             parent_run=run.parent_run,
         )
     )
+    del claimed
     return await _drive(driver, run.phase, run.lock_key)
 
 
-async def rollback_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResult:
+def _resumable(status: str) -> str:
+    return status if status in ("interrupted", "waiting_approval") else "interrupted"
+
+
+async def _rollback_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResult:
     """Run the rollback steps of a run that finished (e.g. fail back after a failover)."""
     run = get_run(env.db, run_id)
     if run.status in ("rolled_back", "waiting_approval") or (
@@ -324,26 +395,147 @@ async def rollback_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunRe
     ):
         raise RunbookRunError(f"run {run.id} is {run.status}; its rollback cannot start now")
     check_others(env, run, "runbook.rollback-others")
-    _check_not_live(run)
-    driver, run = await _reload(run.id, env, operator)
-    if not driver.runbook.rollback:
-        raise RunbookRunError(f"runbook {run.runbook} has no rollback steps")
-    if run.lock_key:
-        acquire_lock(env.db, env.audit, run.lock_key, run.id)
-    set_run(
+    claim_run(
         env.db,
         env.audit,
         run.id,
-        status="running",
+        allowed=("succeeded", "failed", "timed_out", "aborted", "interrupted"),
+        verb="rolled back",
+        action="runbook.rollback.requested",
         phase="rollback",
         finished_at=None,
-        pid=os.getpid(),
-        hostname=socket.gethostname(),
-        action="runbook.rollback.requested",
-        details={"previous_status": run.status},
     )
+    try:
+        driver, run = await _claimed(run.id, env, operator, run.status)
+        if not driver.runbook.rollback:
+            raise RunbookRunError(f"runbook {run.runbook} has no rollback steps")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            set_run(env.db, None, run.id, status=run.status, phase=run.phase, pid=None)
+        raise
+    if run.lock_key:
+        acquire_lock(env.db, env.audit, run.lock_key, run.id)
     env.bus.publish(RunStarted(run_id=run.id, runbook=run.runbook, mode=run.mode, resumed=True))
     return await _drive(driver, "rollback", run.lock_key)
+
+
+def abort_run(run_id: str, *, env: RunEnv, force: bool = False) -> RunResult:
+    """End a run that is not finished: interrupted, waiting, or left ``running`` by a dead
+    process. Its leftover step processes are ended and its lock released (audited).
+
+    A run whose owner process is alive is refused unless ``force``: then the owner is
+    sent SIGTERM (same host only) and the abort proceeds once it has stopped."""
+    run = get_run(env.db, run_id)
+    if run.status in TERMINAL_RUN:
+        raise RunbookRunError(f"run {run.id} already finished: {run.status}; nothing to abort")
+    check_others(env, run, "runbook.abort-others")
+    if force and run.status == "running" and owner_alive(run, steps=False):
+        _stop_owner(run)
+    claim_run(
+        env.db,
+        env.audit,
+        run.id,
+        allowed=("interrupted", "waiting_approval"),
+        verb="aborted",
+        action="runbook.run.abort_requested",
+    )
+    ended = _end_leftovers(run.id)
+    with immediate(env.db):
+        for row in get_steps(env.db, run.id):
+            if row.status in ("running", "retrying", "waiting_approval"):
+                set_step(
+                    env.db,
+                    env.audit,
+                    run.id,
+                    row.phase,
+                    row.idx,
+                    status="interrupted",
+                    error="the run was aborted",
+                    action="runbook.step.interrupted",
+                    outcome="aborted",
+                )
+        set_run(
+            env.db,
+            env.audit,
+            run.id,
+            status="aborted",
+            error=f"aborted by {env.audit.actor}",
+            finished_at=_now_iso(),
+            pid=None,
+            action="runbook.run.aborted",
+            outcome="aborted",
+            details={"leftover_pids_ended": ended, "forced": force},
+        )
+        forget_secrets(env.db, run.id)
+    if run.lock_key:
+        with contextlib.suppress(OpsError):
+            release_lock(env.db, env.audit, run.lock_key, run_id=run.id)
+    run = get_run(env.db, run.id)
+    env.bus.publish(
+        RunFinished(
+            run_id=run.id, runbook=run.runbook, status="aborted", error=run.error, measured={}
+        )
+    )
+    return _result(run)
+
+
+def _stop_owner(run: Any) -> None:
+    import signal
+    import time
+
+    if run.hostname != socket.gethostname() or not run.pid:
+        raise RunbookRunError(
+            f"run {run.id} is owned by pid {run.pid} on {run.hostname}; stop it there first"
+        )
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(run.pid, signal.SIGTERM)
+    end = time.monotonic() + 15
+    while time.monotonic() < end and procs.alive(run.pid, run.pid_start):
+        time.sleep(0.05)
+    if procs.alive(run.pid, run.pid_start):
+        raise RunbookRunError(f"run {run.id}: its owner pid {run.pid} did not stop on SIGTERM")
+
+
+async def start_run(
+    runbook: Runbook,
+    params: dict[str, Any],
+    *,
+    env: RunEnv,
+    operator: Operator,
+    mode: Literal["normal", "drill"] = "normal",
+    parent_run: str | None = None,
+    incident_id: str | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Run ``runbook`` to its end, a durable wait (approval), or an interruption.
+
+    Each run works in its own secret registry (a child of the caller's)."""
+    with scoped():
+        return await _start_run(
+            runbook,
+            params,
+            env=env,
+            operator=operator,
+            mode=mode,
+            parent_run=parent_run,
+            incident_id=incident_id,
+            run_id=run_id,
+        )
+
+
+async def resume_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResult:
+    """Continue a run at its first unfinished step (or keep waiting for its approval).
+
+    The run is claimed first (one compare-and-set): a second resume of the same run,
+    from any process, is refused naming the owner."""
+    with scoped():
+        return await _resume_run(run_id, env=env, operator=operator)
+
+
+async def rollback_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunResult:
+    """Run the rollback steps of a run that finished (e.g. fail back after a failover)."""
+    with scoped():
+        return await _rollback_run(run_id, env=env, operator=operator)
 
 
 async def _sub_run(name: str, params: dict[str, Any], parent: Driver, previous: Any) -> RunResult:
@@ -355,7 +547,11 @@ async def _sub_run(name: str, params: dict[str, Any], parent: Driver, previous: 
         if child.status in TERMINAL_RUN:
             return _result(child)
         return await resume_run(child_id, env=env, operator=parent.operator)
-    rb = load_runbook(find_runbook(name, env.config))
+    rb = load_runbook(find_sub_runbook(name, parent.runbook, env.config), config=env.config)
+    chain = _ancestry(env, parent.run_id)
+    if rb.name in chain or len(chain) >= MAX_SUB_RUN_DEPTH:
+        shown = " -> ".join([*reversed(chain), rb.name])
+        raise RunbookRunError(f"sub-runbook cycle: {shown}; the sub-run was not started")
     child_id = _new_run_id()
     parent.note_sub_run(child_id)
     return await start_run(
@@ -368,6 +564,25 @@ async def _sub_run(name: str, params: dict[str, Any], parent: Driver, previous: 
         incident_id=parent.tctx["run"].get("incident_id"),
         run_id=child_id,
     )
+
+
+MAX_SUB_RUN_DEPTH = 20
+
+
+def _ancestry(env: RunEnv, run_id: str | None) -> list[str]:
+    """Runbook names from ``run_id`` up through its parents."""
+    names: list[str] = []
+    seen: set[str] = set()
+    while run_id and run_id not in seen and len(names) <= MAX_SUB_RUN_DEPTH:
+        seen.add(run_id)
+        row = env.db.execute(
+            "SELECT runbook, parent_run FROM runs WHERE id = ?", [run_id]
+        ).fetchone()
+        if row is None:
+            break
+        names.append(row[0])
+        run_id = row[1]
+    return names
 
 
 def started_at(run: Any) -> datetime:

@@ -57,11 +57,11 @@ class Driver(StepRunner):
             return await self._rollback(None, announce=False)
         try:
             end = await self._main()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            return await self._on_interrupt()
+            return await self._on_interrupt(exc.args[0] if exc.args else None)
         if end.kind == "done":
             return "succeeded", None
         if end.kind == "waiting":
@@ -81,7 +81,7 @@ class Driver(StepRunner):
         return PhaseEnd("done")
 
     async def _one(self, phase: str, idx: int, step: Step) -> PhaseEnd | None:
-        row = self._rows()[(phase, idx)]
+        row = self._row(phase, idx)
         if row.status in FINISHED_STEP:
             return None
         if row.status in ("running", "interrupted", "retrying"):
@@ -102,10 +102,11 @@ class Driver(StepRunner):
             return PhaseEnd("rollback", out.status, error)
         return PhaseEnd("abort", out.status, error)
 
-    async def _on_interrupt(self) -> tuple[str, str | None]:
+    async def _on_interrupt(self, signal_name: str | None = None) -> tuple[str, str | None]:
         where = self._current[1] if self._current else None
         step = next((s for ph, i, s in self.steps if (ph, i) == self._current), None)
-        error = f"interrupted by the operator at step {step.id if step else where}"
+        by = f"by {signal_name}" if signal_name else "by the operator"
+        error = f"interrupted {by} at step {step.id if step else where}"
         set_run(
             self.env.db,
             self.env.audit,
@@ -115,7 +116,8 @@ class Driver(StepRunner):
             action="runbook.run.interrupted",
         )
         roll = False
-        if self.runbook.rollback:
+        # A signal (SIGTERM, SIGHUP) means nobody is there to answer: leave it resumable.
+        if self.runbook.rollback and signal_name is None:
             try:
                 roll = await self.operator.confirm(
                     f"Run interrupted at step {step.id if step else '?'}. "
@@ -148,7 +150,7 @@ class Driver(StepRunner):
         try:
             for phase, idx, step in reversed(rollback):
                 if step.undoes and main_status.get(step.undoes) not in STARTED:
-                    row = self._rows()[(phase, idx)]
+                    row = self._row(phase, idx)
                     if row.status not in FINISHED_STEP:
                         self._skip(phase, idx, step, f"{step.undoes} did not run")
                     continue
@@ -190,6 +192,7 @@ class Driver(StepRunner):
                 status="interrupted",
                 error="the process running this step stopped",
                 action="runbook.step.interrupted",
+                expect=("running",),
             )
         safe = (
             step.idempotent

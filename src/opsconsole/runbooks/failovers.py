@@ -1,35 +1,26 @@
 """Which regions are failed over right now, from opsconsole's own run records.
 
-A region counts as failed over when the most recent *decisive* ``regional-failover`` run
-for it (param ``region``) succeeded and has not been rolled back since. Decisive runs are
-the ones that changed the region's routing: a run that succeeded, or one that entered its
-rollback phase (rolled back, rolling back, or a rollback that failed or was interrupted:
-the fail-back started, so the failover is no longer cleanly in effect). They are ordered
-by when that happened (``finished_at``, else ``updated_at`` for a rollback still
-running), so rolling back an older run after a newer failover also counts. Runs that
-failed or were aborted before any rollback (a refused health gate, a held lock) changed
-nothing and are ignored, as are runs still in their main phase.
-
-Plain Python over the ``runs`` / ``run_steps`` tables (no UI imports); one small query.
+A region counts as failed over when a runbook that declares the precondition
+``not_in_effect: [region]`` (the shipped ``regional-failover`` does) is in effect for it:
+its most recent decisive run for that region succeeded and has not been rolled back (see
+:mod:`opsconsole.runbooks.preconditions`, which the engine uses to refuse a second
+failover from any interface). No runbook name is built in: the runbooks are found by
+what they declare.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-
-from opsconsole.timeutil import parse_when
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from opsconsole.config import Config
 
-__all__ = ["FAILOVER_RUNBOOK", "FailoverInfo", "failovers_in_effect"]
-
-FAILOVER_RUNBOOK = "regional-failover"
+__all__ = ["FailoverInfo", "failover_runbooks", "failovers_in_effect"]
 
 
 @dataclass(frozen=True)
@@ -48,50 +39,63 @@ class FailoverInfo:
         return f"opsconsole runbook rollback {self.run_id}"
 
 
+def failover_runbooks(config: Config | None) -> list[str]:
+    """Names of the runbooks that declare ``not_in_effect: [region]``."""
+    from opsconsole.errors import SourceError
+    from opsconsole.runbooks.loader import load_runbook, runbook_dirs
+
+    names: list[str] = []
+    for d in runbook_dirs(config):
+        if not d.is_dir():
+            continue
+        for path in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+            try:
+                rb = load_runbook(path, check_subruns=False)
+            except SourceError:
+                continue
+            declares = any(p.not_in_effect == ["region"] for p in rb.preconditions)
+            if declares and rb.name not in names:
+                names.append(rb.name)
+    return names
+
+
 def failovers_in_effect(
     db: sqlite_utils.Database,
     *,
     config: Config | None = None,
-    runbook: str = FAILOVER_RUNBOOK,
+    runbook: str | None = None,
 ) -> dict[str, FailoverInfo]:
     """``{region: FailoverInfo}`` for every region whose failover is in effect.
 
-    The serving region is what the run's ``standby`` step printed (the shipped runbook
-    echoes ``regions[region].standby`` there), else the inventory's standby (``config``).
-    """
-    rows = db.execute(
-        "SELECT id, params, status, phase, actor, mode, finished_at, "
-        "COALESCE(finished_at, updated_at) AS at FROM runs "
-        "WHERE runbook = ? AND (status = 'succeeded' OR phase = 'rollback') "
-        "ORDER BY at, id",
-        [runbook],
-    ).fetchall()
-    latest: dict[str, tuple[Any, ...]] = {}
-    for row in rows:
-        region = _region(row[1])
-        if region is not None:
-            latest[region] = row  # ordered oldest first: the last one wins
-    out: dict[str, FailoverInfo] = {}
-    for region, (run_id, _, status, phase, actor, mode, finished_at, _) in latest.items():
-        if status != "succeeded" or phase == "rollback":
-            continue
-        out[region] = FailoverInfo(
+    ``runbook``: only that runbook; default: every runbook declaring
+    ``not_in_effect: [region]``. The serving region is what the run's ``standby`` step
+    printed (the shipped runbook echoes ``regions[region].standby`` there), else the
+    inventory's standby (``config``)."""
+    from opsconsole.runbooks.preconditions import runs_in_effect
+
+    names = [runbook] if runbook else failover_runbooks(config)
+    found: dict[str, Any] = {}
+    for name in names:
+        for (region,), info in runs_in_effect(db, name, ["region"]).items():
+            if not isinstance(region, str):
+                continue
+            prev = found.get(region)
+            if prev is None or (info.finished_at or _EPOCH) > (prev.finished_at or _EPOCH):
+                found[region] = info
+    return {
+        region: FailoverInfo(
             region=region,
-            run_id=run_id,
-            target=_target(db, run_id) or _standby(config, region),
-            finished_at=parse_when(finished_at) if finished_at else None,
-            actor=actor,
-            mode=mode,
+            run_id=info.run_id,
+            target=_target(db, info.run_id) or _standby(config, region),
+            finished_at=info.finished_at,
+            actor=info.actor,
+            mode=info.mode,
         )
-    return out
+        for region, info in found.items()
+    }
 
 
-def _region(params: str | None) -> str | None:
-    try:
-        value = json.loads(params or "{}").get("region")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) and value else None
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _target(db: sqlite_utils.Database, run_id: str) -> str | None:

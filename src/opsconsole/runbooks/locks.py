@@ -15,13 +15,30 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from opsconsole.errors import ExitCode, NotFoundError, OpsError
+from opsconsole.runbooks import procs
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
     from opsconsole.audit import AuditLog
 
-__all__ = ["LockHeld", "LockInfo", "acquire_lock", "get_lock", "list_locks", "release_lock"]
+__all__ = [
+    "LockHeld",
+    "LockInfo",
+    "acquire_lock",
+    "get_lock",
+    "list_locks",
+    "normalize_key",
+    "release_lock",
+]
+
+
+def normalize_key(key: str) -> str:
+    """One spelling per lock: Unicode NFKC, case-folded, whitespace collapsed and trimmed
+    (``db3``, ``DB3`` and ``"db3 "`` are the same lock)."""
+    import unicodedata
+
+    return " ".join(unicodedata.normalize("NFKC", key).casefold().split())
 
 
 @dataclass
@@ -32,16 +49,20 @@ class LockInfo:
     pid: int | None
     hostname: str | None
     acquired_at: str
+    pid_start: int | None = None
     holder_status: str | None = None
 
     @property
     def stale(self) -> bool:
-        """The holder process is gone (only decidable on the same host)."""
+        """The holder process is gone and so is every process its steps started (only
+        decidable on the same host)."""
         if self.holder_status == "waiting_approval":
             return False  # a durable wait holds the lock without a process
         if self.hostname != socket.gethostname() or self.pid is None:
             return False
-        return not pid_alive(self.pid)
+        if procs.alive(self.pid, self.pid_start):
+            return False
+        return not procs.find_by_token(f"{self.run_id}/")
 
     def describe(self) -> str:
         where = f"pid {self.pid} on {self.hostname}"
@@ -63,48 +84,59 @@ class LockHeld(OpsError):
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    """``pid`` exists and is not a zombie."""
+    return procs.alive(pid)
 
 
 def get_lock(db: sqlite_utils.Database, key: str) -> LockInfo | None:
     row = db.execute(
-        "SELECT l.key, l.run_id, l.actor, l.pid, l.hostname, l.acquired_at, r.status "
-        "FROM run_locks l LEFT JOIN runs r ON r.id = l.run_id WHERE l.key = ?",
-        [key],
+        "SELECT l.key, l.run_id, l.actor, l.pid, l.hostname, l.acquired_at, l.pid_start, "
+        "r.status FROM run_locks l LEFT JOIN runs r ON r.id = l.run_id WHERE l.key = ?",
+        [normalize_key(key)],
     ).fetchone()
     return LockInfo(*row) if row else None
 
 
 def list_locks(db: sqlite_utils.Database) -> list[LockInfo]:
     rows = db.execute(
-        "SELECT l.key, l.run_id, l.actor, l.pid, l.hostname, l.acquired_at, r.status "
-        "FROM run_locks l LEFT JOIN runs r ON r.id = l.run_id ORDER BY l.key"
+        "SELECT l.key, l.run_id, l.actor, l.pid, l.hostname, l.acquired_at, l.pid_start, "
+        "r.status FROM run_locks l LEFT JOIN runs r ON r.id = l.run_id ORDER BY l.key"
     ).fetchall()
     return [LockInfo(*r) for r in rows]
 
 
 def acquire_lock(db: sqlite_utils.Database, audit: AuditLog, key: str, run_id: str) -> None:
-    """Take ``key`` for ``run_id`` (re-entrant for the same run); raise :class:`LockHeld`."""
+    """Take ``key`` for ``run_id``; raise :class:`LockHeld`.
+
+    Re-entrant only for the same run *in a process that may own it*: the run's earlier
+    holder must be this process or gone (the run itself is claimed by compare-and-set
+    before its lock is taken, see ``state.claim_run``)."""
+    key = normalize_key(key)
+    me = os.getpid()
     with immediate(db):
         held = get_lock(db, key)
-        if held is not None and held.run_id != run_id:
+        if held is not None and (
+            held.run_id != run_id
+            or (
+                held.pid != me
+                and held.hostname == socket.gethostname()
+                and procs.alive(held.pid, held.pid_start)
+            )
+        ):
             raise LockHeld(held)
         db.execute(
-            "INSERT INTO run_locks (key, run_id, actor, pid, hostname, acquired_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET pid = excluded.pid, "
-            "hostname = excluded.hostname",
-            [key, run_id, audit.actor, os.getpid(), socket.gethostname(), isoformat(utcnow())],
+            "INSERT INTO run_locks (key, run_id, actor, pid, hostname, acquired_at, pid_start) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET pid = excluded.pid, "
+            "hostname = excluded.hostname, pid_start = excluded.pid_start",
+            [
+                key,
+                run_id,
+                audit.actor,
+                me,
+                socket.gethostname(),
+                isoformat(utcnow()),
+                procs.proc_start(me),
+            ],
         )
         db.execute("UPDATE runs SET lock_key = ? WHERE id = ?", [key, run_id])
         audit.record("runbook.lock.acquired", key, {"run_id": run_id})
@@ -121,6 +153,7 @@ def release_lock(
 ) -> LockInfo:
     """Release ``key``. Without ``run_id`` (an operator's unlock) the holder must be
     stale or finished unless ``force``."""
+    key = normalize_key(key)
     if run_id is None:  # an operator's unlock: someone else's lock needs the permission
         from opsconsole.runbooks.authz import check_unlock
 

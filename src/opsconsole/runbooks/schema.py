@@ -24,6 +24,7 @@ __all__ = [
     "ManualAction",
     "NotifyAction",
     "Param",
+    "Precondition",
     "Retries",
     "Runbook",
     "RunbookAction",
@@ -53,7 +54,7 @@ def _seconds(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -66,9 +67,27 @@ class Param(Strict):
     required: bool = False
     default: str | int | float | bool | None = None
     choices: list[str | int | float] | None = None
-    secret: bool = Field(
-        False, description="redacted everywhere; never stored, asked again on resume"
+    pattern: str | None = Field(
+        None, description="regular expression the whole value must match (checked before the run)"
     )
+    allow_dash: bool = Field(
+        False,
+        description="accept a value starting with '-' (refused by default: as a command "
+        "argument it would be read as an option)",
+    )
+    secret: bool = Field(
+        False, description="redacted everywhere; stored only encrypted for a resume"
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class Retries(Strict):
@@ -105,6 +124,11 @@ class ShellAction(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     stdin: str | None = None
     ok_codes: list[int] = Field(default_factory=lambda: [0])
+    save_output: str | None = Field(
+        None,
+        description="file that receives the whole output (stdout and stderr as they come); "
+        "what is kept in the run is cut at 4 MB per stream",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -316,6 +340,20 @@ class Objectives(Strict):
     rpo_seconds: float | None = Field(None, ge=0)
 
 
+class Precondition(Strict):
+    """Checked by the engine before a run starts (and again once its lock is held), for
+    every interface: CLI, TUI, scheduler."""
+
+    not_in_effect: list[VarName] = Field(
+        min_length=1,
+        description="refuse while an earlier run of this runbook with the same values of "
+        "these parameters is in effect (succeeded and not rolled back), e.g. [region]",
+    )
+    message: str | None = Field(
+        None, description="what to tell the operator; templated (params, conflict.run_id)"
+    )
+
+
 class Runbook(Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -323,6 +361,7 @@ class Runbook(Strict):
     lock: str | None = Field(None, description="lock key template, e.g. failover:{{ region }}")
     requires_approval: bool = False
     objectives: Objectives = Field(default_factory=Objectives)
+    preconditions: list[Precondition] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
     rollback: list[Step] = Field(default_factory=list)
 

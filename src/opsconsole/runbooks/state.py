@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from opsconsole.errors import NotFoundError
+from opsconsole.errors import ExitCode, NotFoundError, OpsError
 from opsconsole.redact import redact
+from opsconsole.runbooks.context import RunbookRunError
+from opsconsole.runbooks.procs import alive, find_by_token, proc_start
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
 
@@ -25,15 +28,22 @@ if TYPE_CHECKING:
     from opsconsole.audit import AuditLog
 
 __all__ = [
+    "CLAIMABLE_STEP",
     "FINISHED_STEP",
     "TERMINAL_RUN",
+    "RunClaimed",
     "RunRow",
+    "StepClaimLost",
     "StepRow",
+    "claim_run",
     "create_run",
     "get_run",
+    "get_step",
     "get_steps",
     "list_runs",
     "migrations",
+    "owner_alive",
+    "sealed_results",
     "set_run",
     "set_step",
 ]
@@ -42,6 +52,8 @@ migrations = Migrations("opsconsole.runbooks")
 
 # A step in one of these states never runs again.
 FINISHED_STEP = frozenset({"succeeded", "failed", "timed_out", "skipped"})
+# A step may move to running (or be skipped) only from one of these (compare-and-set).
+CLAIMABLE_STEP = frozenset({"pending", "interrupted", "retrying", "waiting_approval"})
 TERMINAL_RUN = frozenset({"succeeded", "failed", "timed_out", "rolled_back", "aborted"})
 OUTPUT_LIMIT = 64 * 1024
 
@@ -127,6 +139,40 @@ def _m0001(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0002_run_claims")
+def _m0002(db: sqlite_utils.Database) -> None:
+    """Who owns a running run (claimed by compare-and-set), the process identity of
+    each step's processes, and the encrypted secrets a run needs to resume."""
+    db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN claimed_at TEXT")
+    db.execute("ALTER TABLE run_steps ADD COLUMN proc_token TEXT")
+    db.execute("ALTER TABLE run_steps ADD COLUMN result_sealed BLOB")
+    db.execute("ALTER TABLE run_locks ADD COLUMN pid_start INTEGER")
+    db.execute(
+        """
+        CREATE TABLE run_secrets (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            name TEXT NOT NULL,
+            sealed BLOB NOT NULL,
+            PRIMARY KEY (run_id, name)
+        )
+        """
+    )
+
+
+class RunClaimed(RunbookRunError):
+    """Another live process owns the run (or it is not in a state that can be claimed)."""
+
+    exit_code = ExitCode.CONFLICT
+
+
+class StepClaimLost(OpsError):
+    """A step could not move to running: another process owns the run or the step."""
+
+    exit_code = ExitCode.CONFLICT
+
+
 @dataclass
 class RunRow:
     id: str
@@ -149,6 +195,9 @@ class RunRow:
     finished_at: str | None
     error: str | None
     measured: dict[str, float]
+    pid_start: int | None = None
+    owner: str | None = None
+    claimed_at: str | None = None
 
 
 @dataclass
@@ -168,6 +217,7 @@ class StepRow:
     truncated: bool
     result: Any
     error: str | None
+    proc_token: str | None = None
 
 
 def _now() -> str:
@@ -203,8 +253,9 @@ def create_run(
     with immediate(db):
         db.execute(
             "INSERT INTO runs (id, runbook, path, source, params, secret_params, status, mode, "
-            "actor, parent_run, incident_id, pid, hostname, started_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "actor, parent_run, incident_id, pid, hostname, started_at, updated_at, "
+            "pid_start, owner, claimed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 runbook,
@@ -219,6 +270,9 @@ def create_run(
                 os.getpid(),
                 socket.gethostname(),
                 now,
+                now,
+                proc_start(os.getpid()),
+                audit.actor,
                 now,
             ],
         )
@@ -280,9 +334,14 @@ def set_step(
     action: str,
     details: dict[str, Any] | None = None,
     outcome: str = "ok",
+    expect: Iterable[str] | None = None,
     **fields: Any,
 ) -> None:
-    """Update one step row and audit the transition in the same transaction."""
+    """Update one step row and audit the transition in the same transaction.
+
+    With ``expect`` the update is a compare-and-set: it happens only if the step is in
+    one of those states *and* this process still owns the run; otherwise
+    :class:`StepClaimLost` is raised and nothing changes."""
     if "output" in fields:
         fields["output"], fields["truncated"] = bound_output(redact(fields["output"] or ""))
     for key in ("rendered", "result"):
@@ -293,13 +352,30 @@ def set_step(
     sets = ", ".join(f"{k} = ?" for k in fields)
     with immediate(db):
         row = db.execute(
-            "SELECT step_id FROM run_steps WHERE run_id = ? AND phase = ? AND idx = ?",
+            "SELECT step_id, status FROM run_steps WHERE run_id = ? AND phase = ? AND idx = ?",
             [run_id, phase, idx],
         ).fetchone()
-        db.execute(
-            f"UPDATE run_steps SET {sets} WHERE run_id = ? AND phase = ? AND idx = ?",
-            [*fields.values(), run_id, phase, idx],
-        )
+        where = "run_id = ? AND phase = ? AND idx = ?"
+        args: list[Any] = [run_id, phase, idx]
+        if expect is not None:
+            wanted = list(expect)
+            where += (
+                f" AND status IN ({', '.join('?' * len(wanted))}) AND EXISTS (SELECT 1 FROM "
+                "runs WHERE id = ? AND status = 'running' AND pid = ? AND hostname = ?)"
+            )
+            args += [*wanted, run_id, os.getpid(), socket.gethostname()]
+        cur = db.execute(f"UPDATE run_steps SET {sets} WHERE {where}", [*fields.values(), *args])
+        if expect is not None and cur.rowcount != 1:
+            run = db.execute(
+                "SELECT status, pid, hostname, owner, claimed_at FROM runs WHERE id = ?", [run_id]
+            ).fetchone()
+            raise StepClaimLost(
+                f"step {row[0] if row else idx} of run {run_id} is {row[1] if row else '?'}"
+                f" and the run is {run[0]} (pid {run[1]} on {run[2]}, {run[3]}, "
+                f"since {run[4]}); this process no longer owns it and did not start the step"
+                if run
+                else f"run {run_id} is gone"
+            )
         db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", [_now(), run_id])
         audit.record(
             action,
@@ -311,6 +387,98 @@ def set_step(
             },
             outcome,
         )
+
+
+def owner_alive(run: RunRow, *, steps: bool = True) -> bool:
+    """The process that owns ``run`` (or, with ``steps``, any process its steps started)
+    is alive. Only decidable on the owner's host: another host's run counts as alive."""
+    if run.hostname and run.hostname != socket.gethostname():
+        return True
+    if run.pid and run.pid != os.getpid() and alive(run.pid, run.pid_start):
+        return True
+    return steps and bool(find_by_token(f"{run.id}/"))
+
+
+def claim_run(
+    db: sqlite_utils.Database,
+    audit: AuditLog,
+    run_id: str,
+    *,
+    allowed: Iterable[str],
+    verb: str,
+    action: str,
+    details: dict[str, Any] | None = None,
+    **fields: Any,
+) -> RunRow:
+    """Make this process the run's only owner: one compare-and-set in one transaction.
+
+    Refused (:class:`RunClaimed`) when another live process owns the run, or when its
+    status is not in ``allowed``. A run whose owner died (``kill -9``) can be claimed."""
+    with immediate(db):
+        run = get_run(db, run_id)
+        mine = run.pid == os.getpid() and run.hostname == socket.gethostname()
+        if run.status == "running" and not mine and owner_alive(run, steps=False):
+            raise RunClaimed(
+                f"run {run.id} is being {_DOING.get(verb, 'run')} by pid {run.pid} on "
+                f"{run.hostname} ({run.owner or run.actor}) since "
+                f"{run.claimed_at or run.started_at}; it cannot be {verb} twice"
+            )
+        if run.status not in set(allowed) and not (run.status == "running" and not mine):
+            raise RunClaimed(f"run {run.id} is {run.status}; it cannot be {verb} now")
+        now = _now()
+        claim = {
+            "status": "running",
+            "pid": os.getpid(),
+            "pid_start": proc_start(os.getpid()),
+            "hostname": socket.gethostname(),
+            "owner": audit.actor,
+            "claimed_at": now,
+            **fields,
+        }
+        set_run(
+            db,
+            audit,
+            run.id,
+            action=action,
+            details={"previous_status": run.status, **(details or {})},
+            **claim,
+        )
+        return get_run(db, run.id)
+
+
+_DOING = {"resumed": "resumed", "rolled back": "rolled back", "aborted": "resumed"}
+
+
+def get_step(db: sqlite_utils.Database, run_id: str, phase: str, idx: int) -> StepRow:
+    """One step row (a run's other steps are not loaded: per-step cost stays flat)."""
+    rows = list(
+        db.query(
+            "SELECT * FROM run_steps WHERE run_id = ? AND phase = ? AND idx = ?",
+            [run_id, phase, idx],
+        )
+    )
+    if not rows:
+        raise NotFoundError(f"run {run_id} has no step {phase}[{idx}]")
+    return _step_row(rows[0])
+
+
+def _step_row(r: dict[str, Any]) -> StepRow:
+    r = dict(r)
+    r.pop("result_sealed", None)  # read only by sealed_results()
+    r["rendered"] = json.loads(r["rendered"]) if r["rendered"] else None
+    r["result"] = json.loads(r["result"]) if r["result"] else None
+    r["truncated"] = bool(r["truncated"])
+    return StepRow(**r)
+
+
+def sealed_results(db: sqlite_utils.Database, run_id: str) -> dict[tuple[str, int], bytes]:
+    """The encrypted real results of a run's steps that held secrets (see vault)."""
+    rows = db.execute(
+        "SELECT phase, idx, result_sealed FROM run_steps "
+        "WHERE run_id = ? AND result_sealed IS NOT NULL",
+        [run_id],
+    ).fetchall()
+    return {(ph, i): sealed for ph, i, sealed in rows}
 
 
 def get_run(db: sqlite_utils.Database, run_id: str) -> RunRow:
@@ -328,16 +496,12 @@ def get_run(db: sqlite_utils.Database, run_id: str) -> RunRow:
 
 
 def get_steps(db: sqlite_utils.Database, run_id: str) -> list[StepRow]:
-    out = []
-    for r in db.query(
-        "SELECT * FROM run_steps WHERE run_id = ? ORDER BY phase = 'rollback', idx", [run_id]
-    ):
-        r = dict(r)
-        r["rendered"] = json.loads(r["rendered"]) if r["rendered"] else None
-        r["result"] = json.loads(r["result"]) if r["result"] else None
-        r["truncated"] = bool(r["truncated"])
-        out.append(StepRow(**r))
-    return out
+    return [
+        _step_row(r)
+        for r in db.query(
+            "SELECT * FROM run_steps WHERE run_id = ? ORDER BY phase = 'rollback', idx", [run_id]
+        )
+    ]
 
 
 def list_runs(

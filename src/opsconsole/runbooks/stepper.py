@@ -13,7 +13,15 @@ from opsconsole.operator import NeedsAPerson, Operator
 from opsconsole.runbooks.events import StepFinished, StepOutput, StepStarted
 from opsconsole.runbooks.results import RunEnv
 from opsconsole.runbooks.schema import Runbook, Step
-from opsconsole.runbooks.state import StepRow, get_steps, set_run, set_step
+from opsconsole.runbooks.state import (
+    CLAIMABLE_STEP,
+    StepClaimLost,
+    StepRow,
+    get_step,
+    get_steps,
+    set_run,
+    set_step,
+)
 from opsconsole.runbooks.steps import Outcome, StepContext, action_for
 from opsconsole.templating import TemplateRenderError, evaluate, render_obj
 from opsconsole.timeutil import isoformat, utcnow
@@ -43,18 +51,43 @@ class StepRunner:
         self.env, self.operator, self.mode, self.tctx = env, operator, mode, tctx
         self._sub_run = sub_run
         self._current: tuple[str, int] | None = None
+        # Steps whose sealed result could not be decrypted (key file lost): a template
+        # that reads them fails rather than receiving a masked value.
+        self.unavailable: set[str] = set()
 
     # --- state helpers -------------------------------------------------------------
 
     def _rows(self) -> dict[tuple[str, int], StepRow]:
+        """Every step row of the run (for whole-run decisions, not once per step)."""
         return {(r.phase, r.idx): r for r in get_steps(self.env.db, self.run_id)}
 
-    def restore_outputs(self, rows: list[StepRow]) -> None:
+    def _row(self, phase: str, idx: int) -> StepRow:
+        return get_step(self.env.db, self.run_id, phase, idx)
+
+    def restore_outputs(
+        self,
+        rows: list[StepRow],
+        sealed: dict[tuple[str, int], bytes] | None = None,
+        unseal: Callable[[bytes], Any] | None = None,
+    ) -> None:
+        """Outputs of finished steps for later templates: the real values where a result
+        held secrets (sealed in the vault), never the ``***`` of the stored copy."""
         by_key = {(ph, i): s for ph, i, s in self.steps}
         for r in rows:
             step = by_key.get((r.phase, r.idx))
-            if step is not None and r.status == "succeeded" and isinstance(r.result, dict):
-                self._register(step, r.result)
+            if step is None or r.status != "succeeded":
+                continue
+            result = r.result
+            token = (sealed or {}).get((r.phase, r.idx))
+            if token is not None and unseal is not None:
+                real = unseal(token)
+                if not isinstance(real, dict):
+                    self.unavailable.add(step.id)
+                    continue
+                result = real
+                learn_secrets(real)
+            if isinstance(result, dict):
+                self._register(step, result)
 
     def _register(self, step: Step, value: dict[str, Any]) -> None:
         self.tctx["steps"][step.id] = value
@@ -88,6 +121,7 @@ class StepRunner:
             error=None,
             action="runbook.step.skipped",
             details={"reason": reason},
+            expect=CLAIMABLE_STEP,
         )
         self.env.bus.publish(
             StepFinished(
@@ -115,7 +149,7 @@ class StepRunner:
             self._skip(phase, idx, step, "skipped in drills (drill: skip)")
             return Outcome("skipped")
         action = action_for(step.action)
-        row = self._rows()[(phase, idx)]
+        row = self._row(phase, idx)
         attempts = row.attempts
         first_attempt = attempts
         lines: list[str] = []
@@ -136,6 +170,7 @@ class StepRunner:
                         phase, idx, step, attempts, Outcome("failed", error=str(exc)), t0
                     )
                 attempts += 1
+                token = f"{self.run_id}/{phase}/{idx}/{attempts}"
                 set_step(
                     db,
                     audit,
@@ -147,8 +182,10 @@ class StepRunner:
                     started_at=row.started_at or _now(),
                     rendered=rendered,
                     error=None,
+                    proc_token=token,
                     action="runbook.step.started",
                     details={"attempt": attempts, "action": step.action, "rendered": rendered},
+                    expect=CLAIMABLE_STEP,
                 )
                 self.env.bus.publish(
                     StepStarted(
@@ -172,6 +209,7 @@ class StepRunner:
                     emit,
                     start_sub_run=self._start_sub_run,
                     previous=row.result,
+                    proc_token=token,
                 )
                 out = await run_attempt(action, rendered, ctx, step)
                 if (
@@ -199,15 +237,15 @@ class StepRunner:
                             status=out.status,
                             phase=phase,
                             attempt=attempts,
-                            error=out.error,
+                            error=_redacted_text(out.error),
                             note=f"retrying in {delay:g}s",
                         )
                     )
                     await asyncio.sleep(delay)
-                    row = self._rows()[(phase, idx)]
+                    row = self._row(phase, idx)
                     continue
                 return self._finish(phase, idx, step, attempts, out, t0, lines)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             set_step(
                 db,
                 audit,
@@ -217,7 +255,7 @@ class StepRunner:
                 status="interrupted",
                 finished_at=_now(),
                 output="\n".join(lines),
-                error="interrupted by the operator",
+                error=f"interrupted by {exc.args[0] if exc.args else 'the operator'}",
                 action="runbook.step.interrupted",
                 outcome="interrupted",
             )
@@ -255,6 +293,13 @@ class StepRunner:
             "output": out.output or "\n".join(lines or []),
             "result": out.value,
         }
+        if final == "succeeded" and out.value:
+            learn_secrets(out.value)
+        if final == "succeeded" and out.value and _redacted(out.value) != out.value:
+            # The stored copy is masked; later steps after a resume need the real one.
+            from opsconsole.runbooks.vault import seal
+
+            fields["result_sealed"] = seal(self.env.db, out.value)
         if final != "waiting_approval":
             fields["finished_at"] = _now()
         set_step(
@@ -277,7 +322,7 @@ class StepRunner:
                 status=final,
                 phase=phase,
                 attempt=attempts,
-                error=out.error,
+                error=_redacted_text(out.error),
                 duration_seconds=time.monotonic() - t0 if t0 else 0.0,
             )
         )
@@ -324,13 +369,37 @@ async def run_attempt(
         return Outcome("timed_out", {}, "", f"timed out after {timeout:g}s")
     except NeedsAPerson as exc:
         return Outcome("failed", {}, "", str(exc))
-    except AuditWriteError:
+    except (AuditWriteError, StepClaimLost):
         raise
     except (OpsError, ValueError, OSError) as exc:
         return Outcome("failed", {}, "", str(exc))
+    except Exception as exc:
+        return Outcome("failed", {}, "", f"{type(exc).__name__}: {exc}")
 
 
 def _redacted(value: dict[str, Any]) -> dict[str, Any]:
     from opsconsole.redact import redact
 
     return dict(redact(value))
+
+
+def _redacted_text(text: str | None) -> str | None:
+    from opsconsole.redact import redact
+
+    return redact(text) if text is not None else None
+
+
+def learn_secrets(data: Any) -> None:
+    """Values under secret keys in a step's result (a rotated API key, a token) are
+    secrets of this run from now on."""
+    from opsconsole.redact import is_secret_key, secrets
+
+    if isinstance(data, dict):
+        for key, val in data.items():
+            if isinstance(key, str) and is_secret_key(key) and isinstance(val, str):
+                secrets.add(val)
+            else:
+                learn_secrets(val)
+    elif isinstance(data, list):
+        for item in data:
+            learn_secrets(item)

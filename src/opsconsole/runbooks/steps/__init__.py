@@ -38,6 +38,8 @@ class StepContext:
     # Sub-runs: the engine passes itself so actions need not import it (no cycle).
     start_sub_run: Callable[..., Awaitable[Any]] | None = None
     previous: Any = None  # the step row's stored result (e.g. a sub-run id on resume)
+    # Marks every process the step starts (see runbooks.procs): run/phase/idx/attempt.
+    proc_token: str | None = None
 
     @property
     def auto_confirm(self) -> bool:

@@ -9,7 +9,7 @@ from opsconsole.redact import is_secret_key, redact, secrets
 from opsconsole.runbooks.schema import HttpAction
 from opsconsole.runbooks.steps import Outcome, StepContext
 from opsconsole.templating import render as render_text
-from opsconsole.templating import render_obj
+from opsconsole.templating import render_obj, render_url
 
 __all__ = ["execute", "json_path", "render"]
 
@@ -25,7 +25,7 @@ def render(spec: HttpAction, tctx: dict[str, Any]) -> dict[str, Any]:
         headers["Authorization"] = f"Bearer {token}"
     out: dict[str, Any] = {
         "method": spec.method,
-        "url": render_text(spec.url, tctx),
+        "url": render_url(spec.url, tctx),
         "headers": headers,
         "expect": {
             "status": list(spec.expect.status),

@@ -1,8 +1,14 @@
-"""``shell``: a local command in its own process group.
+"""``shell``: a local command, owned by the engine from start to end.
 
 An argv list runs without a shell. A string runs under ``/bin/sh -c`` after rendering
-with every templated value shell-quoted. On timeout or cancellation the whole process
-group is killed (SIGTERM, then SIGKILL), so nothing the command started lives on.
+with every templated value shell-quoted. The command runs in its own session, marked
+with the step's token (see :mod:`opsconsole.runbooks.procs`); on timeout, cancellation
+(Ctrl-C, SIGTERM, SIGHUP) or normal end, every process it started - including ``setsid``
+and double-forked descendants - is ended before the step is recorded.
+
+Output is read in chunks (lines of any length); stdin is written concurrently with the
+reading, so a command that answers while it reads never deadlocks. What is kept in
+memory per stream is bounded (:data:`KEEP_BYTES`), with a marker saying what was cut.
 """
 
 from __future__ import annotations
@@ -11,25 +17,38 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 from typing import Any
 
-from opsconsole.redact import redact
+from opsconsole.redact import redact, secrets
+from opsconsole.runbooks import procs
 from opsconsole.runbooks.schema import ShellAction
 from opsconsole.runbooks.steps import Outcome, StepContext
+from opsconsole.templating import has_unknown, render_shell
 from opsconsole.templating import render as render_text
 
-__all__ = ["execute", "render"]
+__all__ = ["KEEP_BYTES", "execute", "render"]
 
 KILL_GRACE_SECONDS = 2.0
+KEEP_BYTES = 4 * 1024 * 1024  # per stream, in memory; the stored output is cut further
+_CHUNK = 64 * 1024
+_LINE_EMIT_LIMIT = 16 * 1024  # a longer line is shown cut (stored whole up to KEEP_BYTES)
 
 
 def render(spec: ShellAction, tctx: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(spec.command, list):
         out["argv"] = [render_text(a, tctx) for a in spec.command]
+        for i, arg in enumerate(out["argv"]):
+            if secrets.contains(arg) and not has_unknown(arg):
+                raise ValueError(
+                    f"argument {i} holds a secret: process arguments are visible to every "
+                    "user (ps, /proc/*/cmdline); pass it through env: (e.g. env: {TOKEN: "
+                    "'{{ token }}'}) or stdin: instead"
+                )
     else:
-        out["command"] = render_text(spec.command, tctx, shell=True)
+        out["command"], hidden = render_shell(spec.command, tctx)
+        if hidden:
+            out["hidden_env"] = hidden
     if spec.cwd:
         out["cwd"] = render_text(spec.cwd, tctx)
     if spec.env:
@@ -37,39 +56,131 @@ def render(spec: ShellAction, tctx: dict[str, Any]) -> dict[str, Any]:
     if spec.stdin is not None:
         out["stdin"] = render_text(spec.stdin, tctx)
     out["ok_codes"] = list(spec.ok_codes)
+    if spec.save_output:
+        out["save_output"] = render_text(spec.save_output, tctx)
     return out
 
 
-def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+class _Collected:
+    """One stream, bounded in memory: its head and its tail."""
+
+    def __init__(self, name: str, copy: Any = None) -> None:
+        self.name = name
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+        self.copy = copy  # a binary file receiving everything (save_output)
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.copy is not None:
+            self.copy.write(data)
+        if len(self.head) < KEEP_BYTES // 2:
+            room = KEEP_BYTES // 2 - len(self.head)
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > KEEP_BYTES // 2:
+                del self.tail[: len(self.tail) - KEEP_BYTES // 2]
+
+    def text(self) -> str:
+        body = bytes(self.head)
+        if self.total > len(self.head) + len(self.tail):
+            cut = self.total - len(self.head) - len(self.tail)
+            mb = KEEP_BYTES / (1024 * 1024)
+            saved = getattr(self.copy, "path", None)
+            where = f"; the whole output is in {saved}" if saved else ""
+            body += f"\n[... {cut} bytes truncated at {mb:g} MB{where} ...]\n".encode()
+        body += bytes(self.tail)
+        return body.decode("utf-8", errors="replace")
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """Kill the whole group: the command and everything it started."""
-    _kill_group(proc, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_SECONDS)
-    # Children may outlive the leader (backgrounded); SIGKILL the group regardless.
-    _kill_group(proc, signal.SIGKILL)
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_SECONDS)
-
-
-async def _pump(stream: asyncio.StreamReader, name: str, sink: list[str], ctx: StepContext) -> None:
+async def _pump(stream: asyncio.StreamReader, sink: _Collected, ctx: StepContext) -> None:
+    pending = bytearray()
     while True:
-        line = await stream.readline()
-        if not line:
-            return
-        text = line.decode("utf-8", errors="replace")
-        sink.append(text)
-        ctx.emit(redact(text.rstrip("\n")), name, None)
+        chunk = await stream.read(_CHUNK)
+        if not chunk:
+            break
+        sink.feed(chunk)
+        pending += chunk
+        while True:
+            nl = pending.find(b"\n")
+            if nl < 0:
+                break
+            _show(bytes(pending[:nl]), sink.name, ctx)
+            del pending[: nl + 1]
+        if len(pending) > _LINE_EMIT_LIMIT:
+            # A very long line: show its start once, drop the rest from the live view.
+            _show(bytes(pending[:_LINE_EMIT_LIMIT]) + b" [...]", sink.name, ctx)
+            pending.clear()
+    if pending:
+        _show(bytes(pending), sink.name, ctx)
+
+
+def _show(line: bytes, name: str, ctx: StepContext) -> None:
+    text = line.decode("utf-8", errors="replace")
+    if len(text) > _LINE_EMIT_LIMIT:
+        text = text[:_LINE_EMIT_LIMIT] + " [...]"
+    ctx.emit(redact(text), name, None)
+
+
+async def _feed_stdin(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    with contextlib.suppress(ConnectionError, BrokenPipeError):
+        for i in range(0, len(data), _CHUNK):
+            stdin.write(data[i : i + _CHUNK])
+            await stdin.drain()
+    with contextlib.suppress(ConnectionError, BrokenPipeError, OSError):
+        stdin.close()
+
+
+async def _stop(root: tuple[int, int | None] | None, token: str | None, grace: float) -> None:
+    """End the command (``root``: pid and start time, None once it was reaped) and
+    everything it started; not interruptible half-way."""
+    roots = [root] if root is not None else []
+    fut = asyncio.ensure_future(asyncio.to_thread(procs.kill_all, roots, token, grace=grace))
+    while not fut.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(fut)
+    with contextlib.suppress(Exception):
+        fut.result()
+
+
+def finally_close(copy: Any) -> None:
+    if copy is not None:
+        with contextlib.suppress(OSError):
+            copy.close()
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> None:
+    """Until the command itself exits. (``Process.wait`` also waits for every holder of
+    its pipes to close them, which a daemonised descendant may never do.)"""
+    if proc.returncode is not None:
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    protocol = proc._protocol  # type: ignore[attr-defined]
+    original = protocol.process_exited
+
+    def exited() -> None:
+        original()
+        if not done.done():
+            done.set_result(None)
+
+    protocol.process_exited = exited
+    if proc.returncode is None:
+        await done
 
 
 async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
     argv = rendered["argv"] if "argv" in rendered else ["/bin/sh", "-c", rendered["command"]]
     env = dict(os.environ)
     env.update(rendered.get("env", {}))
+    env.update(rendered.get("hidden_env", {}))
+    token = ctx.proc_token
+    if token is not None:
+        procs.ensure_guard()
+        env.update(procs.step_environment(token))
     stdin_data = rendered.get("stdin")
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -79,31 +190,60 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
             stderr=asyncio.subprocess.PIPE,
             cwd=rendered.get("cwd"),
             env=env,
-            start_new_session=True,  # its own process group, so a timeout can kill it all
+            start_new_session=True,  # terminal signals reach the engine, which decides
         )
     except OSError as exc:
         return Outcome("failed", {"rc": None}, "", f"cannot start {argv[0]!r}: {exc.strerror}")
-    out: list[str] = []
-    err: list[str] = []
+    # Its identity, taken while it cannot have been reaped yet: a pid alone could name
+    # another process later (pids are reused).
+    root = (proc.pid, procs.proc_start(proc.pid))
+
+    def unreaped() -> tuple[int, int | None] | None:
+        return root if proc.returncode is None else None
+    copy = None
+    if rendered.get("save_output"):
+        try:
+            fd = os.open(rendered["save_output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            copy = os.fdopen(fd, "wb")
+            copy.path = rendered["save_output"]  # type: ignore[attr-defined]
+        except OSError as exc:
+            await _stop(unreaped(), token, 0.0)
+            return Outcome("failed", {"rc": None}, "", f"save_output: {exc.strerror}")
+    out = _Collected("stdout", copy)
+    err = _Collected("stderr", copy)
+    tasks: list[asyncio.Future[Any]] = []
     try:
-        if stdin_data is not None and proc.stdin is not None:
-            proc.stdin.write(stdin_data.encode())
-            with contextlib.suppress(ConnectionError):
-                await proc.stdin.drain()
-            proc.stdin.close()
         assert proc.stdout is not None and proc.stderr is not None
-        await asyncio.gather(
-            _pump(proc.stdout, "stdout", out, ctx), _pump(proc.stderr, "stderr", err, ctx)
-        )
+        tasks = [
+            asyncio.ensure_future(_pump(proc.stdout, out, ctx)),
+            asyncio.ensure_future(_pump(proc.stderr, err, ctx)),
+        ]
+        if stdin_data is not None and proc.stdin is not None:
+            tasks.append(asyncio.ensure_future(_feed_stdin(proc.stdin, stdin_data.encode())))
+        await _exited(proc)
+        # Descendants still holding the pipes open must not keep the step alive. (The
+        # command itself is reaped by now: only its token finds what it left.)
+        await _stop(None, token, 0.0)
+        await asyncio.gather(*tasks)
         rc = await proc.wait()
     except BaseException:
-        # Timeout or Ctrl-C (a cancellation): nothing the command started may live on.
-        await _stop(proc)
+        # Timeout, Ctrl-C, SIGTERM, SIGHUP (a cancellation): nothing the command started
+        # may live on, and it must be gone before the step is recorded.
+        await _stop(unreaped(), token, KILL_GRACE_SECONDS)
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_SECONDS)
+        finally_close(copy)
         raise
-    stdout, stderr = "".join(out), "".join(err)
+    finally_close(copy)
+    stdout, stderr = out.text(), err.text()
     value: dict[str, Any] = {"rc": rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n")}
-    with contextlib.suppress(ValueError):
-        value["json"] = json.loads(stdout)
+    if out.total <= KEEP_BYTES:
+        with contextlib.suppress(ValueError):
+            value["json"] = json.loads(stdout)
     text = stdout + (("\n[stderr]\n" + stderr) if stderr else "")
     if rc in rendered.get("ok_codes", [0]):
         return Outcome("succeeded", value, text)

@@ -8,7 +8,6 @@ known_hosts pinning the host key, and an sshd_config with high ``MaxStartups`` /
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import shutil
 import signal
@@ -87,7 +86,9 @@ class LoopbackSshd:
     def __init__(self, directory: Path, *, max_startups: int = 200) -> None:
         self.directory = directory
         self.max_startups = max_startups
-        self.user = getpass.getuser()
+        from opsconsole.identity import os_user
+
+        self.user = os_user()
         self.address = "127.0.0.1"
         self.port = 0
         self.host_key = directory / "ssh_host_ed25519_key"

@@ -35,7 +35,7 @@ steps:
     shell: ["true"]
   - id: touch
     name: Change something
-    shell: ["sh", "-c", "echo {{ region }} >> {{ vars.marker }}"]
+    shell: "echo {{ region }} >> {{ vars.marker }}"
 """
 
 

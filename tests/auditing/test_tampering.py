@@ -375,7 +375,8 @@ def test_two_witnesses_that_disagree_are_named_forked(
 
     a = parse_checkpoint((witness_dir / "latest.json").read_bytes(), "w1")
     b = parse_checkpoint((second / "x.json").read_bytes(), "w2")
-    b.seq, b.hash = a.seq, db.execute(
-        "SELECT hash FROM audit_events WHERE seq = ?", [a.seq]
-    ).fetchone()[0]
+    b.seq, b.hash = (
+        a.seq,
+        db.execute("SELECT hash FROM audit_events WHERE seq = ?", [a.seq]).fetchone()[0],
+    )
     assert walk(db, checkpoints=[a, b]).outcome == "forked"

@@ -143,6 +143,8 @@ def store_failure(exc: BaseException, path: Path | str | None = None) -> StoreEr
             why = "cannot grow: the disk is full"
         elif "locked" in low or "busy" in low:
             why = f"stayed locked by another process past the {BUSY_TIMEOUT_MS // 1000} s timeout"
+        elif "disk i/o error" in low:
+            why = "could not be written (disk I/O error: a full or failing disk)"
         elif "no such table" in low:
             why = f"is missing a table ({text}): restore it or run `opsconsole audit verify`"
         else:

@@ -47,8 +47,18 @@ def _run(cfg: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _prepare(cfg: Path, db: Path) -> str:
     """An incident and a drill to note/record against; returns the incident id."""
-    r = _run(cfg, db, "incident", "declare", "--title", "t", "--severity", "SEV3",
-             "--category", "system-failure")  # fmt: skip
+    r = _run(
+        cfg,
+        db,
+        "incident",
+        "declare",
+        "--title",
+        "t",
+        "--severity",
+        "SEV3",
+        "--category",
+        "system-failure",
+    )
     assert r.returncode == 0, r.stderr
     incident = r.stdout.split()[1]
     r = _run(cfg, db, "drill", "add", "d1", "--plan", "p", "--kind", "tabletop", "--owner", "o")
@@ -67,7 +77,7 @@ def _commands(cfg: Path, incident: str) -> dict[str, list[str]]:
             "SEV2",
             "--category",
             "system-failure",
-        ],  # fmt: skip
+        ],
         "incident note": ["incident", "note", incident, "a note"],
         "runbook run": ["runbook", "run", "quick", "--yes"],
         "drill add": ["drill", "add", "d2", "--plan", "p", "--kind", "tabletop", "--owner", "o"],

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("opsconsole.cli.rules_cmd", "app"),
     "audit": ("opsconsole.cli.audit", "app"),
     "access": ("opsconsole.cli.access_cmd", "app"),
+    "evidence": ("opsconsole.cli.evidence_cmd", "app"),
     "config": ("opsconsole.cli.config_cmd", "app"),
     "schema": ("opsconsole.cli.schema_cmd", "app"),
 }

@@ -10,6 +10,17 @@ from opsconsole.auditing.checkpoints import generate_keypair, load_public_key
 from opsconsole.auditing.service import AuditContext
 from opsconsole.auditing.witnesses import DirectoryWitness
 
+# A one-region inventory for commands that need a config directory.
+INVENTORY = """\
+regions:
+  demo-a:
+    name: Alpha
+    environment: demo
+    services:
+      web:
+        endpoints: [{url: "http://127.0.0.1:9/healthz"}]
+"""
+
 
 @pytest.fixture
 def signing_keys(tmp_path: Path) -> tuple[Path, Path]:

@@ -12,17 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.auditing.conftest import INVENTORY
 from tests.helpers import cli_subprocess
-
-INVENTORY = """\
-regions:
-  demo-a:
-    name: Alpha
-    environment: demo
-    services:
-      web:
-        endpoints: [{url: "http://127.0.0.1:9/healthz"}]
-"""
 
 RUNBOOK = """\
 name: quick

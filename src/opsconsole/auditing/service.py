@@ -161,7 +161,17 @@ def install_auto_checkpoint(audit: AuditLog, ctx: AuditContext) -> None:
 
 def checkpoint_quietly(audit: AuditLog, ctx: AuditContext) -> Checkpoint | None:
     """An automatic checkpoint: a failure is logged, never fails the action that
-    triggered it (that action is already committed and audited)."""
+    triggered it (that action is already committed and audited). Nothing new since the
+    last checkpoint (only its own record): nothing to do."""
+    try:
+        head = audit.db.execute(
+            "SELECT seq, action FROM audit_events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        last = audit.db.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0]
+        if head and last is not None and head[1] == "audit.checkpoint" and head[0] == last + 1:
+            return None
+    except sqlite3.Error:
+        pass
     try:
         cp, _, failures = take_checkpoint(audit, ctx.private_key(), witnesses=ctx.witnesses)
     except (OpsError, sqlite3.Error, OSError) as exc:

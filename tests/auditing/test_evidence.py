@@ -62,7 +62,7 @@ def breach(
         "unrelated",
     )
     for step in (
-        ("assign", iid, "legal", "lena"),
+        ("assign", iid, "legal", "root"),
         ("note", iid, "action: mask card numbers in logs"),
         ("update", iid, "contained in Frankfurt"),
         ("decide", iid, "notifiable"),

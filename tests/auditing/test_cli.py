@@ -62,3 +62,20 @@ def test_keygen_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
     assert (tmp_path / "audit-signing.pem").stat().st_mode & 0o777 == 0o600
     r = cli("audit", "keygen", "--dir", str(tmp_path))
     assert r.exit_code == 1 and "refusing to overwrite" in r.stderr
+
+
+def test_cli_verify_names_a_dropped_and_an_emptied_table(db_path: Path) -> None:
+    import sqlite3
+
+    _fill(db_path)
+    conn = sqlite3.connect(db_path)
+    conn.executescript("DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events;")
+    conn.execute("INSERT INTO audit_checkpoints VALUES (1, 2, 'x', 'y', '{}', 'now')")
+    conn.commit()
+    r = cli("audit", "verify")
+    assert r.exit_code == 6 and "emptied" in r.stderr, r.output
+    conn.execute("DROP TABLE audit_events")
+    conn.commit()
+    conn.close()
+    r = cli("audit", "verify")
+    assert r.exit_code == 6 and "dropped" in r.stderr, r.output

@@ -26,11 +26,14 @@ def _authorize(permission: str, target: str) -> None:
 
 def _authorize_read(permission: str, target: str) -> None:
     """Authorize a command that only reads. A database that cannot be opened for writing
-    (an auditor's copy on read-only media) holds nothing it could change: it is read
-    without the check - whoever can read the file can read it with sqlite3 anyway."""
+    (an auditor's copy on read-only media), or whose audit table is gone (the policy
+    lives there), is read without the check: it holds nothing the command could change,
+    and whoever can read the file can read it with sqlite3 anyway."""
+    import sqlite3
+
     from opsconsole.errors import StoreError
 
-    with contextlib.suppress(StoreError):
+    with contextlib.suppress(StoreError, sqlite3.Error):
         _authorize(permission, target)
 
 

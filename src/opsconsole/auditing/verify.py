@@ -143,15 +143,6 @@ def _payload(values: Sequence[Any]) -> bytes | None:
     return _encode(list(values)).encode()
 
 
-def _fast_payload(row: Sequence[Any]) -> bytes | None:
-    # The walk's hot path: no per-value type check; a BLOB makes the encoder raise (and
-    # a float, which encodes, fails the digest and is classified by _payload later).
-    try:
-        return _encode(list(row[:10])).encode()
-    except (TypeError, ValueError):
-        return None
-
-
 def _hash(values: Sequence[Any], alg: str, key: bytes | None) -> str | None:
     payload = _payload(values)
     if payload is None:
@@ -243,41 +234,55 @@ def verify(
 
 def _walk(db: sqlite_utils.Database, keys: _Keys, result: VerifyResult) -> Problem | None:
     # Fast path over plain tuples: link, sequence and digest all right. Only when
-    # something is wrong are the rows loaded whole to classify the problem.
+    # something is wrong are the rows loaded whole to classify the problem. Locals, not
+    # attributes, in the loop: this walk runs over every event of the log.
     sha256 = hashlib.sha256
+    new_hmac = hmac.new
+    encode = _encode
+    chain_actions = CHAIN_ACTIONS
     prev_hash, prev_seq = GENESIS, 0
+    keyed = False  # the chain has declared an HMAC key
+    key = keys.for_row()
     broken_at: int | None = None
-    for i, row in enumerate(db.conn.execute(_SELECT)):
-        result.events += 1
-        alg = row[8]
+    n = 0
+    for row in db.conn.execute(_SELECT):
+        n += 1
         seq = row[0]
-        if row[4] in CHAIN_ACTIONS:
+        alg = row[8]
+        if row[4] in chain_actions:
             problem = _chain_event(row, keys)
             if problem is not None:
+                result.events = n
                 return problem
-        if alg == "hmac-sha256":
-            k = keys.for_row()
-            if k is None:
-                return _missing_key(seq, keys)
-            payload = _fast_payload(row)
-            digest = hmac.new(k, payload, hashlib.sha256).hexdigest() if payload else None
-        elif alg == "sha256":
-            if keys.mode == "hmac":
+            keyed, key = keys.mode == "hmac", keys.for_row()
+        try:
+            payload = encode(list(row[:10])).encode()
+        except (TypeError, ValueError):  # a BLOB: classified below
+            payload = b""
+        if alg == "sha256":
+            if keyed:
+                result.events = n
                 return Problem(
                     seq,
                     "downgraded",
                     f"event {seq} is plain SHA-256 but the chain is keyed (key "
                     f"{keys.current}): the chain was rewritten without the key",
                 )
-            payload = _fast_payload(row)
-            digest = sha256(payload).hexdigest() if payload else None
+            digest = sha256(payload).hexdigest()
+        elif alg == "hmac-sha256":
+            if key is None:
+                result.events = n
+                return _missing_key(seq, keys)
+            digest = new_hmac(key, payload, sha256).hexdigest()
         else:
+            result.events = n
             return Problem(seq, "altered", f"event {seq} has an unknown hash algorithm {alg!r}")
-        if row[9] == prev_hash and seq == prev_seq + 1 and digest == row[10]:
+        if row[9] == prev_hash and seq == prev_seq + 1 and digest == row[10] and payload:
             prev_hash, prev_seq = row[10], seq
             continue
-        broken_at = i
+        broken_at = n - 1
         break
+    result.events = n
     if broken_at is not None:
         rows = list(_rows(db))
         result.events = len(rows)

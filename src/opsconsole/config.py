@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from opsconsole.auditing.settings import AuditSettings
 from opsconsole.errors import ConfigError, SourceError, SourceLocation
 from opsconsole.paths import config_dir_candidates, default_db_path
 from opsconsole.yamlsource import Marks, format_field, load_yaml, validate
@@ -323,6 +324,7 @@ class Settings(Strict):
     secret_env: list[str] = Field(
         default_factory=list, description="environment variables whose values are secrets"
     )
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ __all__ = [
     "immediate",
     "migrations",
     "open_db",
+    "open_readonly",
     "resolve_db_path",
     "share_with_group",
+    "store_failure",
 ]
 
 BUSY_TIMEOUT_MS = 30_000
@@ -96,6 +98,69 @@ def resolve_db_path(explicit: Path | None = None, configured: Path | None = None
     if configured is not None:
         return configured
     return default_db_path()
+
+
+@migrations(name="0002_audit_checkpoints")
+def _m0002(db: sqlite_utils.Database) -> None:
+    # The checkpoints this database wrote (the witnesses hold the copies that count):
+    # chains each new checkpoint to the previous one, and tells a database whose tail
+    # was cut (it knows a checkpoint beyond its head) from an older copy put back.
+    db.execute(
+        """
+        CREATE TABLE audit_checkpoints (
+            number INTEGER PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+def store_failure(exc: BaseException, path: Path | str | None = None) -> StoreError | None:
+    """The one-line :class:`StoreError` (exit 5) for a storage failure, or None if ``exc``
+    is not one (a constraint violation or a programming error is a bug, not the disk).
+
+    Read-only files and mounts, ``chattr +i``, a full disk, a lock held past the busy
+    timeout and I/O errors all end here, from the store layer and from the CLI's
+    top-level handler alike, so every command fails the same way.
+    """
+    import errno
+
+    where = f" {path}" if path else ""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+    ):
+        text = str(exc)
+        low = text.lower()
+        if "readonly" in low or "read-only" in low or "read only" in low:
+            why = "is read-only (file mode, mount or immutable attribute)"
+        elif "full" in low:
+            why = "cannot grow: the disk is full"
+        elif "locked" in low or "busy" in low:
+            why = f"stayed locked by another process past the {BUSY_TIMEOUT_MS // 1000} s timeout"
+        elif "disk i/o error" in low:
+            why = "could not be written (disk I/O error: a full or failing disk)"
+        elif "no such table" in low:
+            why = f"is missing a table ({text}): restore it or run `opsconsole audit verify`"
+        else:
+            why = f"failed: {text}"
+        return StoreError(f"database{where} {why}; nothing was changed")
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EIO,
+    ):
+        name = f" {exc.filename}" if exc.filename else where
+        return StoreError(f"cannot write{name}: {exc.strerror or exc}; nothing was changed")
+    return None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -168,25 +233,62 @@ def open_db(
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(path)
     except (OSError, sqlite3.Error) as exc:
-        raise OpsError(f"cannot open database {path}: {exc}") from None
+        failure = store_failure(exc, path)
+        raise (failure or OpsError(f"cannot open database {path}: {exc}")) from None
     db = sqlite_utils.Database(conn)
     if migrate:
-        sets = _all_migration_sets()
-        if any(m.pending(db) for m in sets):
-            # Two processes starting at once must not both apply a migration.
-            lock_path = path.with_name(path.name + ".migrate.lock")
-            with open(lock_path, "a+") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    for m in sets:
-                        m.apply(db)
-                except sqlite3.Error as exc:
-                    raise OpsError(f"cannot migrate database {path}: {exc}") from None
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+        _migrate(db, path)
     if group:  # files created just now (database, WAL, SHM, lock) as well
         share_with_group(path, group)
     return db
+
+
+def open_readonly(path: Path) -> sqlite_utils.Database:
+    """Open an existing database for reading only, never creating, migrating or writing
+    anything - how an auditor opens the copy of the evidence they were handed (the file
+    may sit on read-only media or carry ``chattr +i``)."""
+    if not path.is_file():
+        raise OpsError(f"no database at {path}", exit_code=4)
+    try:
+        # immutable=1: no locks, no -wal/-shm files created (a read-only directory works).
+        # A live database with an un-checkpointed WAL is read through mode=ro instead.
+        wal = path.with_name(path.name + "-wal")
+        flags = "mode=ro" if wal.exists() and wal.stat().st_size else "mode=ro&immutable=1"
+        uri = f"file:{_quote_uri(path)}?{flags}"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise OpsError(f"cannot read database {path}: {exc}") from None
+    return sqlite_utils.Database(conn)
+
+
+def _quote_uri(path: Path) -> str:
+    from urllib.parse import quote
+
+    return quote(str(path.resolve()))
+
+
+def _migrate(db: sqlite_utils.Database, path: Path) -> None:
+    sets = _all_migration_sets()
+    if not any(m.pending(db) for m in sets):
+        return
+    # Two processes starting at once must not both apply a migration.
+    lock_path = path.with_name(path.name + ".migrate.lock")
+    try:
+        lock = open(lock_path, "a+")  # noqa: SIM115 - released in the finally below
+    except OSError as exc:
+        raise (store_failure(exc, path) or OpsError(f"cannot migrate {path}: {exc}")) from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for m in sets:
+                m.apply(db)
+        except sqlite3.Error as exc:
+            failure = store_failure(exc, path)
+            raise (failure or OpsError(f"cannot migrate database {path}: {exc}")) from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -199,13 +301,22 @@ def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
-        raise StoreError(f"database is not writable ({exc}); nothing was changed") from None
+        raise (store_failure(exc) or StoreError(f"database is not writable ({exc})")) from None
     try:
         yield db
-    except BaseException:
+    except BaseException as exc:
         # An error such as SQLITE_FULL may already have ended the transaction.
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        failure = store_failure(exc) if isinstance(exc, sqlite3.Error) else None
+        if failure is not None:
+            raise failure from None
         raise
-    else:
+    try:
         conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise (store_failure(exc) or StoreError(f"commit failed: {exc}")) from None

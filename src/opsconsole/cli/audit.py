@@ -1,15 +1,19 @@
-"""``opsconsole audit``: list, verify, export and checkpoint the audit log."""
+"""``opsconsole audit``: list, verify, export and checkpoint the audit log; keys."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from opsconsole.cli.state import console, print_json, state
+
+if TYPE_CHECKING:
+    from opsconsole.auditing.verify import VerifyResult
 
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -18,6 +22,19 @@ def _authorize(permission: str, target: str) -> None:
     from opsconsole.access import authorize
 
     authorize(state.audit(), permission, target=target)
+
+
+def _authorize_read(permission: str, target: str) -> None:
+    """Authorize a command that only reads. A database that cannot be opened for writing
+    (an auditor's copy on read-only media), or whose audit table is gone (the policy
+    lives there), is read without the check: it holds nothing the command could change,
+    and whoever can read the file can read it with sqlite3 anyway."""
+    import sqlite3
+
+    from opsconsole.errors import StoreError
+
+    with contextlib.suppress(StoreError, sqlite3.Error):
+        _authorize(permission, target)
 
 
 def _when(value: str | None) -> object:
@@ -29,6 +46,32 @@ def _when(value: str | None) -> object:
         return parse_when(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+SinceOpt = Annotated[str | None, typer.Option(help="ISO time or a duration ago (2h, 3d).")]
+UntilOpt = Annotated[str | None, typer.Option(help="ISO time or a duration ago.")]
+ActorOpt = Annotated[str | None, typer.Option(help="Only this actor.")]
+ActionOpt = Annotated[str | None, typer.Option(help="Action prefix, e.g. runbook. or audit.verify")]
+TargetOpt = Annotated[str | None, typer.Option(help="Target prefix.")]
+
+
+def record_if_writable(
+    action: str, target: str, details: dict[str, Any], outcome: str
+) -> str | None:
+    """Audit a read-only action (verify, export) when the database can take the record.
+
+    An auditor's copy on read-only media cannot: the action still runs (it changes
+    nothing), and says it was not recorded. Returns why not, None when recorded.
+    """
+    from opsconsole.errors import ConfigError, OpsError
+
+    try:
+        state.record(action, target, details, outcome)
+    except ConfigError:
+        raise
+    except OpsError as exc:
+        return str(exc).split(";")[0]
+    return None
 
 
 @app.command("list")
@@ -44,10 +87,10 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show audit events, oldest first."""
-    from opsconsole.audit import query
+    from opsconsole.auditing.export import query
 
     rows = query(
-        state.db(),
+        state.readonly_db(),
         since=_when(since),
         until=_when(until),
         actor=actor,  # type: ignore[arg-type]
@@ -93,49 +136,68 @@ def list_(
 @app.command("verify")
 def verify_(
     checkpoint: Annotated[
-        Path | None, typer.Option(help="A checkpoint file written earlier by `audit checkpoint`.")
+        list[Path] | None,
+        typer.Option(help="A checkpoint file (repeatable), besides the configured witnesses."),
     ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(help="Ed25519 public key that signs checkpoints (default: settings)."),
+    ] = None,
+    witnesses: Annotated[
+        bool, typer.Option("--witnesses/--no-witnesses", help="Consult configured witnesses.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Walk the hash chain; exit 0 if intact, 6 naming the first bad event otherwise."""
-    from opsconsole.audit import read_checkpoint, verify
-    from opsconsole.errors import ExitCode
+    """Walk the hash chain and compare it with the newest witnessed checkpoint.
 
-    _authorize("audit.verify", str(checkpoint or ""))
-    cp = read_checkpoint(checkpoint) if checkpoint else None
-    result = verify(state.db(), key=state.audit_key(), checkpoint=cp)
-    # Verifying is itself an audited action (after the walk, so it does not verify itself).
-    state.record(
+    Exit 0 intact; 6 tampered (altered, inserted, removed, reordered, truncated,
+    rewritten, rolled_back, emptied, dropped, downgraded, checkpoint_invalid, forked);
+    3 key_required / wrong_key; 1 witness_unreachable. Reads the database read-only;
+    the verification is recorded only when the database is writable.
+    """
+    from opsconsole.auditing.checkpoints import read_checkpoint
+    from opsconsole.auditing.service import audit_context, verify_database
+
+    _authorize_read("audit.verify", ", ".join(str(p) for p in checkpoint or []))
+    ctx = audit_context(state.optional_config(), public_key_file=public_key, witnesses=witnesses)
+    files = [read_checkpoint(p) for p in checkpoint or []]
+    result = verify_database(state.readonly_db(), ctx, checkpoint_files=files)
+    unrecorded = record_if_writable(
         "audit.verify",
-        str(checkpoint or ""),
-        {"events": result.events, "problem": result.problem.message if result.problem else None},
-        "ok" if result.ok else "tampered",
+        ", ".join(str(p) for p in checkpoint or []),
+        {
+            "events": result.events,
+            "outcome": result.outcome,
+            "problem": result.problem.message if result.problem else None,
+            "checkpoint_seq": result.checkpoint_seq,
+        },
+        "ok" if result.ok else result.outcome,
     )
+    _report(result, as_json=as_json, unrecorded=unrecorded)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _report(result: VerifyResult, *, as_json: bool, unrecorded: str | None) -> None:
     if as_json:
-        print_json(
-            {
-                "ok": result.ok,
-                "events": result.events,
-                "head_seq": result.head_seq,
-                "checkpoint_seq": result.checkpoint_seq,
-                "problem": None
-                if result.ok
-                else {
-                    "seq": result.problem.seq,
-                    "kind": result.problem.kind,  # type: ignore[union-attr]
-                    "message": result.problem.message,
-                },
-            }  # type: ignore[union-attr]
+        print_json({**result.to_json(), "recorded": unrecorded is None, "unrecorded": unrecorded})
+        return
+    note = "" if unrecorded is None else f" (not recorded: {unrecorded})"
+    for line in result.notes:
+        typer.echo(f"note: {line}", err=True)
+    if result.ok:
+        cp = ""
+        if result.checkpoint_seq is not None:
+            cp = f"; matches checkpoint at seq {result.checkpoint_seq} ({result.checkpoint_source})"
+        mode = f", {result.mode}" + (f" key {result.key_id}" if result.key_id else "")
+        typer.echo(
+            f"audit log intact: {result.events} events, head seq {result.head_seq}{mode}{cp}{note}"
         )
-    elif result.ok:
-        extra = f"; matches checkpoint at seq {result.checkpoint_seq}" if cp else ""
-        typer.echo(f"audit log intact: {result.events} events, head seq {result.head_seq}{extra}")
-    else:
-        p = result.problem
-        assert p is not None
-        typer.echo(f"audit log TAMPERED: {p.kind} at seq {p.seq}: {p.message}", err=True)
-    if not result.ok:
-        raise typer.Exit(ExitCode.AUDIT_TAMPERED)
+        return
+    p = result.problem
+    assert p is not None
+    label = "TAMPERED" if p.exit_code == 6 else "NOT VERIFIED"
+    typer.echo(f"audit log {label}: {p.kind} at seq {p.seq}: {p.message}{note}", err=True)
 
 
 class Format(StrEnum):
@@ -147,43 +209,109 @@ class Format(StrEnum):
 def export_(
     format: Annotated[Format, typer.Option("--format", help="jsonl or csv.")] = Format.jsonl,
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    actor: ActorOpt = None,
+    action: ActionOpt = None,
+    target: TargetOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="At most this many (the newest).", min=1)
+    ] = None,
 ) -> None:
-    """Export the whole log, with hashes, for an auditor."""
+    """Export events with their hashes (all, or those matching the filters of `audit list`).
+
+    Reads the database read-only; the export is recorded only when it is writable.
+    """
     import sys
 
-    from opsconsole.audit import export
+    from opsconsole.auditing.export import export
 
-    _authorize("audit.export", str(out or "-"))
-    state.record("audit.export", str(out or "-"), {"format": format.value})
-    lines = export(state.db(), format.value)  # type: ignore[arg-type]
+    state.audit_context()  # a broken key setting is an error before anything is read
+    _authorize_read("audit.export", str(out or "-"))
+    filters = {
+        "since": _when(since),
+        "until": _when(until),
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "limit": limit,
+    }
+    lines = export(state.readonly_db(), format.value, **filters)  # type: ignore[arg-type]
+    n = -1 if format is Format.csv else 0
     if out is None:
         for line in lines:
             sys.stdout.write(line)
-        return
-    try:
-        fh = out.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        from opsconsole.errors import OpsError
-
-        raise OpsError(f"cannot write {out}: {exc.strerror or exc}") from None
-    with fh:
-        n = -1 if format is Format.csv else 0
-        for line in lines:
-            fh.write(line)
             n += 1
-    typer.echo(f"wrote {n} events to {out}", err=True)
+    else:
+        try:
+            fh = out.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            from opsconsole.errors import OpsError
+
+            raise OpsError(f"cannot write {out}: {exc.strerror or exc}") from None
+        with fh:
+            for line in lines:
+                fh.write(line)
+                n += 1
+    shown = {k: (str(v) if v is not None else None) for k, v in filters.items() if v}
+    unrecorded = record_if_writable(
+        "audit.export", str(out or "-"), {"format": format.value, "events": n, **shown}, "ok"
+    )
+    if out is not None:
+        note = "" if unrecorded is None else f" (not recorded: {unrecorded})"
+        typer.echo(f"wrote {n} events to {out}{note}", err=True)
 
 
 @app.command("checkpoint")
 def checkpoint_(
     out: Annotated[
-        Path, typer.Option("--out", help="File to write (keep it outside the database's reach).")
-    ],
+        Path | None,
+        typer.Option("--out", help="Also write it to this file (its directory must exist)."),
+    ] = None,
+    witnesses: Annotated[
+        bool, typer.Option("--witnesses/--no-witnesses", help="Ship to configured witnesses.")
+    ] = True,
 ) -> None:
-    """Write the chain head (seq, hash, time; HMAC-signed with a key) to a file."""
-    from opsconsole.audit import write_checkpoint
+    """Sign the chain head (Ed25519, settings audit.signing_key_file) and ship it to the
+    witnesses and/or --out; recorded only once written."""
+    from opsconsole.auditing.checkpoints import take_checkpoint
+    from opsconsole.errors import OpsError
 
-    _authorize("audit.checkpoint", str(out))
-    cp = write_checkpoint(state.audit(), out)
-    signed = "signed" if cp.signature else "unsigned (no audit key configured)"
-    typer.echo(f"checkpoint at seq {cp.seq} written to {out} ({signed})")
+    _authorize("audit.checkpoint", str(out or "witnesses"))
+    ctx = state.audit_context()
+    targets = ctx.witnesses if witnesses else []
+    if out is None and not targets:
+        raise OpsError(
+            "nowhere to write the checkpoint: give --out FILE or configure audit.witnesses",
+            exit_code=2,
+        )
+    cp, delivered, failures = take_checkpoint(
+        state.audit(), ctx.private_key(), out=out, witnesses=targets
+    )
+    signed = (
+        f"signed with key {cp.signing_key_id}"
+        if cp.signature
+        else "UNSIGNED (no audit.signing_key_file configured)"
+    )
+    typer.echo(f"checkpoint {cp.number} at seq {cp.seq} ({signed}) -> {', '.join(delivered)}")
+    for failure in failures:
+        typer.echo(f"not delivered: {failure}", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("keygen")
+def keygen(
+    out_dir: Annotated[Path, typer.Option("--dir", help="Directory for the key pair.")],
+    name: Annotated[str, typer.Option(help="File name stem.")] = "audit-signing",
+) -> None:
+    """Create an Ed25519 key pair for signing checkpoints and evidence packs.
+
+    Keep NAME.pem where only the signer (the scheduler's account) can read it; give
+    NAME.pub to verifiers. Point settings audit.signing_key_file / public_key_file at them.
+    """
+    from opsconsole.auditing.checkpoints import generate_keypair
+
+    private, public = out_dir / f"{name}.pem", out_dir / f"{name}.pub"
+    kid = generate_keypair(private, public)
+    typer.echo(f"key {kid}: private {private} (mode 0600), public {public}")

@@ -38,9 +38,7 @@ def check(
         return
     from rich.table import Table
 
-    table = Table(
-        title=f"{cfg.directory}: OK", title_justify="left", box=None, pad_edge=False
-    )
+    table = Table(title=f"{cfg.directory}: OK", title_justify="left", box=None, pad_edge=False)
     for col in ("region", "name", "environment", "standby", "services", "endpoints", "hosts"):
         table.add_column(
             col, justify="right" if col in ("services", "endpoints", "hosts") else "left"

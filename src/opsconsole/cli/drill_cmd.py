@@ -50,10 +50,9 @@ def _fields(kind: Kind | None, param: list[str] | None, **options: Any) -> dict[
 def _save(name: str, fields: dict[str, Any], *, create: bool) -> None:
     from opsconsole.access import authorize
     from opsconsole.drills.due import anchor_key, touch_anchor
-    from opsconsole.drills.loader import ProductionRefused, check_target, save_drill
-    from opsconsole.store import immediate
+    from opsconsole.drills.loader import ProductionRefused, check_target, editing, save_drill
 
-    config, loaded, db, audit = state.config(), _loaded(), state.db(), state.audit()
+    config, db, audit = state.config(), state.db(), state.audit()
     authorize(audit, "drill.manage", target=name)
 
     def before_write(drill: Any) -> None:
@@ -69,7 +68,7 @@ def _save(name: str, fields: dict[str, Any], *, create: bool) -> None:
         )
         touch_anchor(db, name, anchor_key(drill))
 
-    with immediate(db):
+    with editing(config, db) as loaded:
         drill = save_drill(config, loaded, name, fields, create=create, before_write=before_write)
     sched = drill.schedule.describe() if drill.schedule else "not scheduled (run by hand)"
     typer.echo(
@@ -177,17 +176,17 @@ def remove(name: Annotated[str, typer.Argument(help="Drill name.")]) -> None:
     """Delete a drill definition (its recorded runs stay)."""
     from opsconsole.access import authorize
     from opsconsole.drills.due import forget_anchor
-    from opsconsole.drills.loader import remove_drill
-    from opsconsole.store import immediate
+    from opsconsole.drills.loader import drills_path, editing, remove_drill
 
-    loaded, db, audit = _loaded(), state.db(), state.audit()
+    config, db, audit = state.config(), state.db(), state.audit()
     authorize(audit, "drill.manage", target=name)
+    path = drills_path(config)
 
     def before_write(drill: Any) -> None:
-        audit.record("drill.remove", name, {"plan": drill.plan, "file": str(loaded.path)})
+        audit.record("drill.remove", name, {"plan": drill.plan, "file": str(path)})
         forget_anchor(db, name)
 
-    with immediate(db):
+    with editing(config, db) as loaded:
         remove_drill(loaded, name, before_write)
     typer.echo(f"removed drill {name} from {loaded.path}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("opsconsole.cli.rules_cmd", "app"),
     "audit": ("opsconsole.cli.audit", "app"),
     "access": ("opsconsole.cli.access_cmd", "app"),
+    "evidence": ("opsconsole.cli.evidence_cmd", "app"),
     "config": ("opsconsole.cli.config_cmd", "app"),
     "schema": ("opsconsole.cli.schema_cmd", "app"),
 }
@@ -169,3 +171,13 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except (OSError, sqlite3.Error) as exc:
+        # A storage failure that no store-layer code turned into a StoreError: still one
+        # line and the documented exit code 5, never a traceback (see store_failure).
+        from opsconsole.store import store_failure
+
+        failure = store_failure(exc)
+        if failure is None:
+            raise
+        typer.echo(f"error: {failure}", err=True)
+        sys.exit(int(failure.exit_code))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from opsconsole.audit import AuditLog
+    from opsconsole.auditing.service import AuditContext
     from opsconsole.config import Config
 
 __all__ = ["State", "console", "err_console", "print_json", "print_table", "state"]
@@ -34,6 +35,7 @@ class State:
     _config: Config | None = field(default=None, repr=False)
     _db: sqlite_utils.Database | None = field(default=None, repr=False)
     _audit: AuditLog | None = field(default=None, repr=False)
+    _audit_ctx: AuditContext | None = field(default=None, repr=False)
 
     def config(self) -> Config:
         if self._config is None:
@@ -76,6 +78,14 @@ class State:
         cfg = self.optional_config()
         return load_key(cfg.resolve(cfg.settings.audit_key_file) if cfg else None)
 
+    def audit_context(self) -> AuditContext:
+        """HMAC keys, the checkpoint signing keys and the witnesses from settings."""
+        if self._audit_ctx is None:
+            from opsconsole.auditing.service import audit_context
+
+            self._audit_ctx = audit_context(self.optional_config())
+        return self._audit_ctx
+
     def audit(self) -> AuditLog:
         if self._audit is None:
             from opsconsole.identity import current
@@ -85,22 +95,36 @@ class State:
 
     def audit_for(self, actor: str, interface: str) -> AuditLog:
         """An audit log for ``actor`` (the OS account, or a service identity) that has
-        the config's access policy applied to the database (see :mod:`opsconsole.access`)."""
+        the config's access policy applied to the database (see :mod:`opsconsole.access`),
+        the configured keys, and automatic checkpoints (see :mod:`opsconsole.auditing`)."""
         from opsconsole.access import sync_policy
-        from opsconsole.audit import AuditLog
 
-        audit = AuditLog(
-            self.db(),
-            actor=actor,
-            interface=interface,  # type: ignore[arg-type]
-            key=self.audit_key(),
-            on_behalf_of=self.on_behalf_of,
+        audit = self.audit_context().audit_log(
+            self.db(), actor=actor, interface=interface, on_behalf_of=self.on_behalf_of
         )
+        if audit.after_commit:
+            import atexit
+
+            # Events recorded inside a command's transaction: announce them (e.g. the
+            # automatic checkpoint every N events) once it has committed.
+            atexit.register(audit.run_after_commit)
         cfg = self.optional_config()
         warning = sync_policy(audit, cfg.directory if cfg else None)
         if warning:
             typer.echo(warning, err=True)
         return audit
+
+    def readonly_db(self) -> sqlite_utils.Database:
+        """The database opened read-only (an evidence copy on read-only media works).
+
+        A database that does not exist yet is created first, as any command would.
+        """
+        from opsconsole.store import open_readonly
+
+        path = self.database_path()
+        if not path.exists():
+            self.db()
+        return open_readonly(path)
 
     def record(
         self,

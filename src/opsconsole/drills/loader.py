@@ -3,14 +3,23 @@
 The file lives in the config directory beside ``inventory.yaml``. A missing file means
 "no drills yet". Edits from the CLI rewrite the file atomically; the comment block at
 its top is kept (other comments are not: PyYAML does not round-trip them).
+
+Fail closed (see :func:`editing`): an edit holds an exclusive lock on
+``.drills.yaml.lock`` from reading the file to renaming the new one into place, so
+concurrent edits serialise and none is lost; the new text goes to a temporary file
+inside the database transaction that records the audit event, and replaces
+``drills.yaml`` only after that transaction committed. If the commit fails, the
+temporary file is deleted and ``drills.yaml`` is unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +28,8 @@ import yaml
 from opsconsole.errors import ConfigError, NotFoundError, OpsError, SourceError
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
     from opsconsole.config import Config, Inventory
     from opsconsole.drills.model import Drill, DrillsFile
 
@@ -28,6 +39,7 @@ __all__ = [
     "ProductionRefused",
     "check_target",
     "drills_path",
+    "editing",
     "load_drills",
     "remove_drill",
     "save_drill",
@@ -46,6 +58,7 @@ class LoadedDrills:
     file: DrillsFile
     raw: dict[str, Any]
     header: str
+    staged: Path | None = field(default=None, repr=False)
 
     def get(self, name: str) -> Drill:
         try:
@@ -113,21 +126,80 @@ def check_target(drill: Drill, inventory: Inventory) -> str | None:
     return None
 
 
-def _write(loaded: LoadedDrills, raw: dict[str, Any]) -> None:
+def _stage(loaded: LoadedDrills, raw: dict[str, Any]) -> None:
+    """Write the new text to a temporary file beside drills.yaml (published by
+    :func:`editing` after the audit record committed)."""
     body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, default_flow_style=False)
     text = loaded.header + body
     path = loaded.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".drills-", suffix=".yaml", dir=path.parent)
+    _discard(loaded)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".drills-", suffix=".yaml", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    loaded.staged = Path(tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OpsError(f"cannot write {path}: {exc}") from None
+        _discard(loaded)
+        raise _write_error(path, exc) from None
+
+
+def _discard(loaded: LoadedDrills) -> None:
+    if loaded.staged is not None:
+        loaded.staged.unlink(missing_ok=True)
+        loaded.staged = None
+
+
+def _write_error(path: Path, exc: OSError) -> OpsError:
+    from opsconsole.store import store_failure
+
+    failure = store_failure(exc)
+    if failure is not None:
+        return type(failure)(f"cannot write {path}: {exc.strerror or exc}; nothing was changed")
+    return OpsError(f"cannot write {path}: {exc.strerror or exc}; nothing was changed")
+
+
+@contextlib.contextmanager
+def editing(config: Config, db: sqlite_utils.Database) -> Iterator[LoadedDrills]:
+    """Load drills.yaml for an edit: yields it inside a database write transaction.
+
+    :func:`save_drill` / :func:`remove_drill` in the block record their audit event in
+    that transaction and stage the new file; it is renamed into place only once the
+    transaction has committed. An exclusive lock beside the file, held from the read
+    to the rename, serialises concurrent edits (otherwise each process rewrites the
+    whole file from what it read, and drills added meanwhile are lost).
+    """
+    from opsconsole.store import immediate
+
+    path = drills_path(config)
+    lock_path = path.with_name(".drills.yaml.lock")
+    try:
+        lock = open(lock_path, "a+")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise _write_error(lock_path, exc) from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        loaded = load_drills(config, path)
+        try:
+            with immediate(db):
+                yield loaded
+        except BaseException:
+            _discard(loaded)
+            raise
+        if loaded.staged is not None:
+            try:
+                os.replace(loaded.staged, path)
+            except OSError as exc:  # the event is recorded; say plainly the file is not
+                _discard(loaded)
+                raise OpsError(
+                    f"recorded, but cannot replace {path}: {exc.strerror or exc}; "
+                    f"run the edit again"
+                ) from None
+            loaded.staged = None
 
 
 def _validated(config: Config, loaded: LoadedDrills, raw: dict[str, Any]) -> DrillsFile:
@@ -158,8 +230,9 @@ def save_drill(
     """Add (``create``) or update one drill; validates the whole file, then writes it.
 
     ``fields`` maps drill keys to values; a value of None removes the key.
-    ``before_write`` runs after validation and before the file is written (the caller
-    records the audit event there, inside its transaction: fail closed).
+    ``before_write`` runs after validation and before the file is staged (the caller
+    records the audit event there). Call it inside :func:`editing`, which publishes the
+    staged file only after the transaction commits (fail closed).
     """
     raw = dict(loaded.raw)
     drills = dict(raw.get("drills") or {})
@@ -181,7 +254,7 @@ def save_drill(
     model = _validated(config, loaded, raw)
     if before_write is not None:
         before_write(model.drills[name])
-    _write(loaded, _plain(raw))
+    _stage(loaded, _plain(raw))
     loaded.raw, loaded.file = raw, model
     return model.drills[name]
 
@@ -196,7 +269,7 @@ def remove_drill(
     drills = dict(raw.get("drills") or {})
     drills.pop(name)
     raw["drills"] = drills
-    _write(loaded, _plain(raw))
+    _stage(loaded, _plain(raw))
     loaded.raw = raw
     del loaded.file.drills[name]
 

@@ -235,6 +235,46 @@ class DrillScheduler:
         # the database connection and task spawning belong to the event loop's thread.
         self.reload_if_changed()
 
+    def _add_checkpoint_job(self) -> None:
+        """Signed audit checkpoints to the witnesses every
+        ``audit.checkpoint_interval_seconds`` (settings), when this account can read
+        the signing key (the scheduler's account is where it is meant to live)."""
+        from opsconsole.auditing.service import audit_context
+
+        assert self._scheduler is not None and self.config is not None
+        interval = self.config.settings.audit.checkpoint_interval_seconds
+        ctx = audit_context(self.config)
+        if not interval or not ctx.private_key_readable() or not ctx.witnesses:
+            return
+
+        db_file = Path(self.db.execute("PRAGMA database_list").fetchone()[2])
+
+        def checkpoint() -> None:
+            # Its own connection: a transaction on the shared one could interleave with
+            # a drill's, which runs in another thread.
+            from opsconsole.auditing.service import checkpoint_quietly
+            from opsconsole.store import open_db
+
+            db = open_db(db_file, migrate=False)
+            try:
+                log = ctx.audit_log(db, actor=self.audit.actor, interface="scheduler")
+                checkpoint_quietly(log, ctx)
+            finally:
+                db.conn.close()
+
+        async def job() -> None:
+            await asyncio.to_thread(checkpoint)
+
+        self._scheduler.add_job(
+            job,
+            "interval",
+            id="audit-checkpoint",
+            seconds=interval,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=utcnow(),
+        )
+
     async def _heartbeat(self) -> None:
         if self._lock is not None and not self._lock.heartbeat():
             self.log("scheduler.lock_lost", error="another scheduler took over the lock")
@@ -346,6 +386,7 @@ class DrillScheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
+        self._add_checkpoint_job()
         # Catch-up: due dates that passed while no scheduler ran.
         for name in self.drills.drills:
             self.spawn(name)

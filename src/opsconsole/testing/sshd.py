@@ -203,6 +203,8 @@ class LoopbackSshd:
             # nested; this machine's rc files (e.g. `pyenv init`, which takes a lock) are
             # not what the tests and the benchmark are about.
             "SetEnv SHLVL=1\n"
+            # SFTP: the audit SSH witness stores checkpoints through it.
+            "Subsystem sftp internal-sftp\n"
         )
 
     @property

@@ -1,0 +1,135 @@
+"""Querying and exporting the audit log (filters shared by ``audit list``, ``audit
+export`` and evidence packs)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlite_utils
+
+from opsconsole.audit import _FIELDS
+from opsconsole.timeutil import isoformat
+
+__all__ = ["chain_range", "export", "query"]
+
+_ALL = "seq, ts, actor, interface, action, target, details, outcome, alg, prev_hash, hash"
+
+
+def _where(
+    since: datetime | None,
+    until: datetime | None,
+    actor: str | None,
+    action: str | None,
+    target: str | None,
+) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append("ts >= ?")
+        params.append(isoformat(since))
+    if until is not None:
+        where.append("ts <= ?")
+        params.append(isoformat(until))
+    if actor:
+        where.append("actor = ?")
+        params.append(actor)
+    if action:
+        where.append("action LIKE ? ESCAPE '\\'")
+        params.append(_prefix_like(action))
+    if target:
+        where.append("target LIKE ? ESCAPE '\\'")
+        params.append(_prefix_like(target))
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def _select(columns: str, where: str, limit: int | None, newest_first: bool) -> str:
+    sql = f"SELECT {columns} FROM audit_events{where}"
+    sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+    if limit:
+        if not newest_first:
+            newest = sql.replace("ORDER BY seq", "ORDER BY seq DESC")
+            sql = f"SELECT * FROM ({newest} LIMIT {int(limit)}) ORDER BY seq"
+        else:
+            sql += f" LIMIT {int(limit)}"
+    return sql
+
+
+def query(
+    db: sqlite_utils.Database,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+    with_hashes: bool = False,
+) -> list[dict[str, Any]]:
+    """Events matching every given filter. ``action`` and ``target`` match a prefix
+    (``runbook.`` finds every runbook event); a trailing ``*`` is allowed too."""
+    where, params = _where(since, until, actor, action, target)
+    cols = _ALL if with_hashes else "seq, ts, actor, interface, action, target, details, outcome"
+    rows = [dict(r) for r in db.query(_select(cols, where, limit, newest_first), params)]
+    for r in rows:
+        r["details"] = json.loads(r["details"])
+    return rows
+
+
+def _prefix_like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.removesuffix("*") + "%"
+
+
+def _raw_rows(db: sqlite_utils.Database, sql: str, params: list[Any]) -> Iterator[dict[str, Any]]:
+    cur = db.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    for values in cur:
+        yield dict(zip(names, values, strict=True))
+
+
+def export(
+    db: sqlite_utils.Database,
+    fmt: Literal["jsonl", "csv"],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    limit: int | None = None,
+) -> Iterator[str]:
+    """Events (all, or those matching the filters of ``query``), with their hashes, as
+    JSON lines or CSV (one string per line). Each line is exactly as stored, so an
+    outside verifier can recompute plain hashes and check links."""
+    where, params = _where(since, until, actor, action, target)
+    rows = _raw_rows(db, _select(_ALL, where, limit, False), params)
+    yield from _format(rows, fmt)
+
+
+def chain_range(db: sqlite_utils.Database, first: int, last: int) -> Iterator[dict[str, Any]]:
+    """Every event from ``first`` to ``last`` (the chain that links them)."""
+    sql = f"SELECT {_ALL} FROM audit_events WHERE seq BETWEEN ? AND ? ORDER BY seq"
+    return _raw_rows(db, sql, [first, last])
+
+
+def _format(rows: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
+    if fmt == "jsonl":
+        for row in rows:
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+        return
+    columns = [*_FIELDS, "prev_hash", "hash"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    yield buf.getvalue()
+    for row in rows:
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow(row)
+        yield buf.getvalue()

@@ -18,7 +18,7 @@ from opsconsole.tui.widgets.common import local_time
 
 __all__ = ["DrillsScreen"]
 
-RESULT = {
+RESULT = {  # symbols that match the meaning: a pass is never marked with a cross
     "passed": "✔ passed",
     "failed": "✖ FAILED",
     "missed": "✖ MISSED",
@@ -53,8 +53,10 @@ class DrillsScreen(OpsScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        # What matters first (next due, objectives, owner): at 80 columns the
+        # right-most columns are the ones cut.
         self.query_one("#drill-table", DataTable).add_columns(
-            "drill", "plan", "kind", "target", "schedule", "next due", "RTO/RPO", "owner"
+            "drill", "next due", "kind", "RTO/RPO", "owner", "target", "plan", "schedule"
         )
         self.reload()
 
@@ -98,13 +100,13 @@ class DrillsScreen(OpsScreen):
             objectives = f"{r['rto_seconds'] or '-'}s/{r['rpo_seconds'] or '-'}s"
             table.add_row(
                 r["name"],
-                r["plan"],
-                r["kind"],
-                target,
-                r["schedule"] or "-",
                 due,
+                r["kind"],
                 objectives,
                 r["owner"] or "-",
+                target,
+                r["plan"],
+                r["schedule"] or "-",
                 key=r["name"],
             )
         self._history(text)
@@ -173,8 +175,8 @@ class DrillsScreen(OpsScreen):
     def action_run_drill(self) -> None:
         """Run the selected live drill now, attended: prompts come to this console."""
         from opsconsole.drills.execute import DrillContext, run_drill
+        from opsconsole.tui.run_control import new_operator, open_run
         from opsconsole.tui.runs import RunHandle
-        from opsconsole.tui.screens.launch import _operator, _show
         from opsconsole.tui.screens.modals import ConfirmModal
 
         table = self.query_one("#drill-table", DataTable)
@@ -193,7 +195,7 @@ class DrillsScreen(OpsScreen):
             loaded = self._loaded()
             drill = loaded.get(row["name"])
             handle = RunHandle(runbook=drill.runbook, params={})
-            operator = _operator(self.app, handle)  # type: ignore[arg-type]
+            operator = new_operator(self.app, handle)  # type: ignore[arg-type]
             ctx = DrillContext(
                 self.ctx.db,
                 self.ctx.audit,
@@ -208,12 +210,15 @@ class DrillsScreen(OpsScreen):
                 self.reload()
 
             self.app.runs.launch(handle, work, known_id=False)  # type: ignore[attr-defined]
-            _show(self.app, handle)  # type: ignore[arg-type]
+            open_run(self.app, handle)  # type: ignore[arg-type]
 
         self.app.push_screen(
             ConfirmModal(
                 f"Run live drill {row['name']} ({row['runbook']} on {row['target']}) now?",
                 title="Run drill",
+                destructive=True,
+                yes_label="Run drill",
+                no_label="Not now",
             ),
             callback=go,
         )

@@ -45,7 +45,7 @@ class PlanScreen(OpsScreen):
     async def _plan(self) -> None:
         from opsconsole.errors import OpsError
         from opsconsole.runbooks import plan_run
-        from opsconsole.tui.screens.launch import run_env
+        from opsconsole.tui.run_control import run_env
 
         status = self.query_one("#plan-status", Static)
         try:

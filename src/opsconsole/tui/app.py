@@ -22,7 +22,6 @@ from textual.screen import ModalScreen, Screen
 
 from opsconsole.changes import Change
 from opsconsole.events import Event
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.context import MUTATING_ACTIONS, TuiContext
 from opsconsole.tui.feed import HealthSnapshot
 from opsconsole.tui.runs import RunManager
@@ -243,7 +242,7 @@ class OpsConsoleApp(App[None]):
             found = open_incidents(self.ctx)
         except Exception:  # the header must never break a screen
             return
-        far = utcnow() + timedelta(days=3650)
+        far = self.ctx.clock() + timedelta(days=3650)
         self.incidents = sorted(found, key=lambda i: i.deadline_due or far)
         for bar in self.query("IncidentBar"):
             bar.refresh()

@@ -112,7 +112,7 @@ class AuditScreen(OpsScreen):
         for r in rows:
             table.add_row(
                 str(r["seq"]),
-                local_time(r["ts"]),
+                local_time(r["ts"], now=self.ctx.clock()),
                 outcome_text(r["outcome"]),
                 r["actor"],
                 r["action"],

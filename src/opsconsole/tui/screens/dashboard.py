@@ -22,7 +22,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Input, Static
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.feed import HealthSnapshot
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import ago, local_time, served_by_text, state_text
@@ -154,7 +153,7 @@ class DashboardScreen(OpsScreen):
         recent = [c for c in self.app.recent_changes if newsworthy(c)][-lines:]  # type: ignore[attr-defined]
         text = Text("WHAT CHANGED (6: all events)", style="bold")
         for c in reversed(recent):
-            text.append(f"\n{local_time(c.ts)} ", style="dim")
+            text.append(f"\n{local_time(c.ts, now=self.ctx.clock())} ", style="dim")
             text.append(f"{c.actor}/{c.interface} ", style="bold")
             text.append(describe(c, who=False))
         if not recent:
@@ -216,7 +215,7 @@ class DashboardScreen(OpsScreen):
         if not down and not moved:
             banner.display = False
             return
-        now = self.now or utcnow()
+        now = self.now or self.ctx.clock()
         text = Text()
         for r in down:
             text.append(state_text("down"))
@@ -256,7 +255,7 @@ class DashboardScreen(OpsScreen):
         side.display = self.size.width >= 140
         row = self.query_one(HealthGrid).current_row
         if side.display and row is not None:
-            side.update(cell_detail_text(row, self.now or utcnow()))
+            side.update(cell_detail_text(row, self.now or self.ctx.clock()))
 
     # --- keys ---------------------------------------------------------------------------
 

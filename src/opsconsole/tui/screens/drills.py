@@ -12,7 +12,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time
 
@@ -92,7 +91,7 @@ class DrillsScreen(OpsScreen):
         self.rows = [r for r in rows if text in f"{r['name']} {r['plan']} {r['kind']}".lower()]
         for r in self.rows:
             due = (
-                local_time(r["next_due"])
+                local_time(r["next_due"], now=self.ctx.clock())
                 if r["next_due"]
                 else ("disabled" if not r["enabled"] else "-")
             )
@@ -140,7 +139,11 @@ class DrillsScreen(OpsScreen):
                 else (f"{r.rpo_seconds:.0f}s {'✔' if r.rpo_met else '✖'}")
             )
             table.add_row(
-                local_time(when) if when else "-", r.drill, RESULT.get(r.status, r.status), rto, rpo
+                local_time(when, now=self.ctx.clock()) if when else "-",
+                r.drill,
+                RESULT.get(r.status, r.status),
+                rto,
+                rpo,
             )
         if not runs:
             table.add_row("-", "no drills recorded yet", "", "", "")
@@ -149,7 +152,7 @@ class DrillsScreen(OpsScreen):
     def _report(self, loaded: Any) -> None:
         from opsconsole.drills.report import build_report
 
-        year = utcnow().year
+        year = self.ctx.clock().year
         parts: list[Any] = [Text(f"Compliance {year}", style="bold")]
         for rep in build_report(self.ctx.db, loaded.file, year=year):
             live = rep.held.get("live", 0)

@@ -53,7 +53,7 @@ class EventsScreen(OpsScreen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         # Priority order: at 80 columns the last ones are cut, never time/who/what.
-        table.add_columns("time", "who", "via", "what", "result")
+        table.add_columns("time", "who", "via", "result", "what")
         self.app.change_listeners.append(self._changed)  # type: ignore[attr-defined]
         self.reload()
 
@@ -78,11 +78,11 @@ class EventsScreen(OpsScreen):
         table.clear()
         for c in rows:
             table.add_row(
-                local_time(c.ts),
+                local_time(c.ts, now=self.ctx.clock()),
                 c.actor,
                 c.interface,
-                describe(c, who=False),
                 outcome_text(c.outcome),
+                describe(c, who=False),
                 key=str(c.seq),
             )
         if rows:

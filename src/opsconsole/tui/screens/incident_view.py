@@ -11,7 +11,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.incident_feed import incident_service
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.screens.modals import AskModal, PickModal
@@ -128,7 +127,7 @@ class IncidentScreen(OpsScreen):
         a column of one character), then the time left and the citation."""
         if self.view is None:
             return
-        now = self.now or utcnow()
+        now = self.now or self.ctx.clock()
         text = Text("Deadlines\n", style="bold")
         for d in self.view.deadlines:
             text.append(f"{d.deadline.jurisdiction} {d.deadline.title}\n", style="bold")
@@ -165,7 +164,7 @@ class IncidentScreen(OpsScreen):
         text = Text(f"Timeline ({len(entries)} entries, newest last)\n", style="bold")
         for e in entries:
             local = f" ({e.local:%H:%M %Z})" if e.local else ""
-            text.append(f"{local_time(e.ts)}{local} ", style="dim")
+            text.append(f"{local_time(e.ts, now=self.ctx.clock())}{local} ", style="dim")
             text.append(f"{e.actor}: {e.summary}\n")
         text.rstrip()
         self.query_one("#inc-timeline", Static).update(text)

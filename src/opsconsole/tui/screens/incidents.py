@@ -20,7 +20,6 @@ from textual.widgets import (
     Static,
 )
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.incident_feed import incident_service
 from opsconsole.tui.screens.base import OpsModal, OpsScreen
 from opsconsole.tui.widgets.common import countdown
@@ -92,7 +91,7 @@ class IncidentsScreen(OpsScreen):
         table = self.query_one("#inc-table", DataTable)
         keep = table.cursor_row
         table.clear()
-        now = self.now or utcnow()
+        now = self.now or self.ctx.clock()
         for inc, nearest in self.rows:
             left = countdown(nearest.due, now) if nearest else "-"
             clock = nearest.deadline.title if nearest else "-"

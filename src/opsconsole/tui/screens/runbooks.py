@@ -116,7 +116,7 @@ class RunbooksScreen(OpsScreen):
                 r["id"],
                 r["runbook"],
                 r["actor"],
-                local_time(r["started_at"]),
+                local_time(r["started_at"], now=self.ctx.clock()),
                 key=r["id"],
             )
         if rows:

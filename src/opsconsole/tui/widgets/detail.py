@@ -12,7 +12,6 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Static
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.screens.base import OpsModal
 from opsconsole.tui.widgets.common import ago, sparkline, state_text
 
@@ -107,4 +106,4 @@ class CellDetail(OpsModal):
         if row is None:
             body.update("gone from the inventory")
             return
-        body.update(cell_detail_text(row, self.dashboard.now or utcnow(), width=80))
+        body.update(cell_detail_text(row, self.dashboard.now or self.app.ctx.clock(), width=80))

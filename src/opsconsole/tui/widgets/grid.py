@@ -16,7 +16,6 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.feed import HealthSnapshot, RegionView, TargetView
 from opsconsole.tui.widgets.common import (
     STATE_STYLE,
@@ -213,7 +212,7 @@ class HealthGrid(Widget, can_focus=True):
         if index == self.cursor:
             row_style = _CURSOR if self.has_focus else _UNDERLINE
         return self._strip(
-            self._cells(self.rows[index], self.now or utcnow(), hist, wide),
+            self._cells(self.rows[index], self.now or self.app.ctx.clock(), hist, wide),
             hist,
             wide,
             width,

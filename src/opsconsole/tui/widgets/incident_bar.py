@@ -12,7 +12,6 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import Static
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.widgets.common import countdown
 
 __all__ = ["IncidentBar", "incident_line"]
@@ -69,4 +68,6 @@ class IncidentBar(Static):
 
     def render(self) -> Text:
         incidents = getattr(self.app, "incidents", [])
-        return incident_line(incidents, self.now or utcnow(), width=max(20, self.size.width - 2))
+        return incident_line(
+            incidents, self.now or self.app.ctx.clock(), width=max(20, self.size.width - 2)
+        )

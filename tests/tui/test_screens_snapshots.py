@@ -42,7 +42,9 @@ def _seed(app: Any) -> dict[str, str]:
     svc.decide(breach.id, "notifiable")
     svc.note(breach.id, "rotating keys now")
     outage = svc.declare(
-        "payments down in Sao Paulo", severity="SEV2", category="system-failure",
+        "payments down in Sao Paulo",
+        severity="SEV2",
+        category="system-failure",
         regions=["sa-east-1"],
     )
     return {"breach": breach.id, "outage": outage.id}

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.demo_fixture import demo, demo_thread  # noqa: F401
 from tests.tui.conftest import plain, wait_for
 
 

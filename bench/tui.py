@@ -199,8 +199,14 @@ class PtyChild:
 
 
 # (key, marker of the screen it opens); each round goes through all of them in order.
-IDLE_KEYS = [(b"?", HELP_MARKER), (b"q", b"Help")]
-CONSOLE_KEYS = [(b"?", HELP_MARKER), (b"q", b"Fail over"), (b"5", b"Verify"), (b"1", b"Fail over")]
+# Markers are text only the opened screen draws (the help lists every key's name).
+IDLE_KEYS = [(b"?", HELP_MARKER), (b"q", b"idle")]
+CONSOLE_KEYS = [
+    (b"?", HELP_MARKER),
+    (b"q", b"REGION/SERVICE"),
+    (b"5", b"outcome"),
+    (b"1", b"REGION/SERVICE"),
+]
 
 
 def measure(
@@ -217,6 +223,7 @@ def measure(
         time.sleep(3)  # let start-up work settle before measuring CPU (not a correctness wait)
         cpu0, wall0 = child.cpu_seconds(), time.perf_counter()
         latencies: list[float] = []
+        per_key: dict[bytes, list[float]] = {}
         gap = seconds / (presses + 1)
         for _ in range(presses):
             time.sleep(gap)  # spread the presses over the measured minute
@@ -224,7 +231,9 @@ def measure(
                 start = child.mark()
                 t0 = time.perf_counter()
                 child.send(key)
-                latencies.append(child.wait_for(marker, start) - t0)
+                took = child.wait_for(marker, start) - t0
+                latencies.append(took)
+                per_key.setdefault(key, []).append(took)
         remaining = seconds - (time.perf_counter() - wall0)
         if remaining > 0:
             time.sleep(remaining)
@@ -233,6 +242,12 @@ def measure(
     finally:
         child.stop()
     latencies.sort()
+    for key, values in per_key.items():
+        values.sort()
+        print(
+            f"  {name} {key.decode()!r}: median {statistics.median(values) * 1000:.1f} ms, "
+            f"max {values[-1] * 1000:.1f} ms"
+        )
     return {
         "min_ms": latencies[0] * 1000,
         "median_ms": statistics.median(latencies) * 1000,
@@ -264,12 +279,12 @@ def main() -> None:
     )
     results = {
         "idle Textual app": measure(
-            "idle", [*me, "--child", "idle"], b"Help", args.presses, args.seconds, IDLE_KEYS
+            "idle", [*me, "--child", "idle"], b"idle", args.presses, args.seconds, IDLE_KEYS
         ),
         "opsconsole tui": measure(
             "console",
             [*me, "--child", "console", "--targets", str(args.targets)],
-            b"Fail over",
+            b"REGION/SERVICE",
             args.presses,
             args.seconds,
             CONSOLE_KEYS,

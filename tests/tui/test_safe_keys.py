@@ -163,3 +163,25 @@ async def test_esc_clears_an_applied_filter_before_leaving(make_app: Any) -> Non
         assert app.current_mode == "runbooks" and not field.display
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.current_mode == "dashboard")
+
+
+async def test_a_run_key_that_does_not_apply_says_why(make_app: Any) -> None:
+    from opsconsole.tui.run_control import open_run
+    from opsconsole.tui.runs import RunHandle
+
+    app = make_app(start="runbooks")
+    async with app.run_test(size=(80, 24)) as pilot:
+        handle = RunHandle(runbook="tui-manual", params={}, run_id="r-1", status="failed")
+        handle.error = "answer does not match '[a-z]+'"
+        open_run(app, handle)
+        await pilot.pause()
+        footer = {
+            b.binding.action
+            for b in app.screen.active_bindings.values()
+            if app.screen.check_action(b.binding.action, ())
+        }
+        assert not {"abort_run", "approve_run", "resume_run"} & footer
+        await pilot.press("u")
+        await wait_for(
+            pilot, lambda: any("nothing to resume" in n.message for n in app._notifications)
+        )

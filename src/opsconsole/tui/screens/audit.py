@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time, outcome_text
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["AuditScreen", "parse_filter"]
 
@@ -57,7 +58,7 @@ class AuditScreen(OpsScreen):
         table: DataTable[str] = DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("", id="audit-details", classes="details")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

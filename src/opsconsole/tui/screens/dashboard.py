@@ -20,13 +20,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from opsconsole.tui.feed import HealthSnapshot
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import ago, local_time, served_by_text, state_text
 from opsconsole.tui.widgets.detail import CellDetail, cell_detail_text
 from opsconsole.tui.widgets.grid import HealthGrid
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -89,7 +90,7 @@ class DashboardScreen(OpsScreen):
             yield Static("", id="side-detail")
         yield Static("", id="host-panel")
         yield Static("", id="event-tail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#down-banner", Static).display = False

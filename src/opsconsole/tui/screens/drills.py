@@ -10,10 +10,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["DrillsScreen"]
 
@@ -49,7 +50,7 @@ class DrillsScreen(OpsScreen):
                 yield Static("", id="drill-history")
             with VerticalScroll(id="drill-report-box"):
                 yield Static("", id="drill-report")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         # What matters first (next due, objectives, owner): at 80 columns the

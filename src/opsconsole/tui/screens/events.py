@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from opsconsole.changes import Change, describe, matches
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time, outcome_text
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["EventsScreen"]
 
@@ -48,7 +49,7 @@ class EventsScreen(OpsScreen):
         table: DataTable[Any] = DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("", id="events-hint", classes="status-line")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

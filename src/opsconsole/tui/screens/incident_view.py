@@ -9,12 +9,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from opsconsole.tui.incident_feed import incident_service
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.screens.modals import AskModal, PickModal
 from opsconsole.tui.widgets.common import countdown, local_time
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["IncidentScreen"]
 
@@ -63,7 +64,7 @@ class IncidentScreen(OpsScreen):
                 yield Static("", id="inc-roles")
         with VerticalScroll(id="inc-timeline-box"):
             yield Static("", id="inc-timeline")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#task-table", DataTable).add_columns("", "task", "owner", "phase")

@@ -11,7 +11,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
     Header,
     Input,
     Label,
@@ -23,6 +22,7 @@ from textual.widgets import (
 from opsconsole.tui.incident_feed import incident_service
 from opsconsole.tui.screens.base import OpsModal, OpsScreen
 from opsconsole.tui.widgets.common import countdown
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["DeclareModal", "IncidentsScreen", "declare_from_form"]
 
@@ -51,7 +51,7 @@ class IncidentsScreen(OpsScreen):
         )
         yield DataTable(id="inc-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="inc-hint", classes="status-line")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#inc-table", DataTable)

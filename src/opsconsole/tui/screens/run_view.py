@@ -14,10 +14,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, RichLog, Static
+from textual.widgets import Header, RichLog, Static
 
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import state_text
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from opsconsole.tui.runs import RunHandle
@@ -49,7 +50,7 @@ class RunScreen(OpsScreen):
         with Horizontal(id="run-main"):
             yield Static("", id="run-steps")
             yield RichLog(id="run-log", wrap=True, markup=False, max_lines=5000, min_width=20)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.app.runs.listeners.append(self._changed)  # type: ignore[attr-defined]
@@ -144,6 +145,30 @@ class RunScreen(OpsScreen):
         if action == "answer":
             return h.active and h.operator is not None
         return True
+
+    _KEY_ACTIONS: ClassVar[dict[str, tuple[str, str]]] = {
+        "u": ("resume_run", "resume"),
+        "a": ("approve_run", "approve"),
+        "x": ("abort_run", "abort"),
+        "b": ("rollback_run", "roll back"),
+    }
+
+    def on_key(self, event: Any) -> None:
+        """A run key that does not apply now says why instead of doing nothing."""
+        known = self._KEY_ACTIONS.get(event.key)
+        if known is None or self.app.ctx.read_only:  # type: ignore[attr-defined]
+            return
+        action, verb = known
+        if not self.check_action(action, ()):
+            event.stop()
+            h = self.handle
+            why = h.error or ""
+            self.app.notify(
+                f"run {h.run_id or h.runbook} is {h.status}: nothing to {verb}"
+                + (f" ({why})" if why and h.status == "failed" else ""),
+                severity="warning",
+                timeout=6,
+            )
 
     def action_answer(self) -> None:
         """``enter``: the question put off with esc again, or kept for the next one."""

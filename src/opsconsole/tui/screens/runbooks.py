@@ -13,10 +13,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time, state_text
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["RunbooksScreen"]
 
@@ -52,7 +53,7 @@ class RunbooksScreen(OpsScreen):
                 yield Label("Recent runs (o opens, u resumes)", classes="section")
                 yield DataTable(id="run-table", cursor_type="row")
             yield Static("", id="rb-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         books = self.query_one("#rb-table", DataTable)

@@ -137,6 +137,10 @@ class DashboardScreen(OpsScreen):
         self._draw_tail()
 
     def _draw_tail(self) -> None:
+        # Measured after the layout took the new texts (the host panel may wrap).
+        self.call_after_refresh(self._fit_tail)
+
+    def _fit_tail(self) -> None:
         """What changed lately, in the rows the grid does not need (none at 80x24 with a
         full grid: the grid's rows come first)."""
         from opsconsole.changes import describe
@@ -149,7 +153,9 @@ class DashboardScreen(OpsScreen):
         room = self.size.height - used - (len(grid.rows) + 1 if grid.rows else 2)
         lines = max(0, min(12, room - 2))  # a title line and the border above it
         if lines <= 0:
-            tail.display = False
+            if tail.display:
+                tail.display = False
+                self.call_after_refresh(self._fit_tail)  # the grid got the room back
             return
         recent = [c for c in self.app.recent_changes if newsworthy(c)][-lines:]  # type: ignore[attr-defined]
         text = Text("WHAT CHANGED (6: all events)", style="bold")

@@ -67,7 +67,7 @@ class IncidentScreen(OpsScreen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#task-table", DataTable).add_columns("", "task", "owner", "phase")
+        self.query_one("#task-table", DataTable).add_columns("", "owner", "task", "phase")
         self.sub_title = self.incident_id
         self.reload()
         self.set_interval(1.0, self._draw_clocks)
@@ -98,8 +98,8 @@ class IncidentScreen(OpsScreen):
             run = f" ▶{task.runbook}" if task.runbook else ""
             table.add_row(
                 TASK_MARK.get(task.status, task.status),
+                task.owner_role,  # before the long title: kept at 80 columns
                 task.title + run,
-                task.owner_role,
                 task.phase,
                 key=task.id,
             )

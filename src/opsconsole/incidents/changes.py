@@ -53,9 +53,7 @@ class IncidentChanges(IncidentBase):
         inc = self.get(incident_id)
         return IncidentChoices(
             roles=dict(ROLES),
-            decisions={
-                k: " ".join(v.split()) for k, v in self._playbook(inc).decisions.items()
-            },
+            decisions={k: " ".join(v.split()) for k, v in self._playbook(inc).decisions.items()},
             decided=tuple(inc.decisions),
             statuses=TRANSITIONS.get(inc.status, ()),
         )

@@ -244,8 +244,9 @@ class OpsConsoleApp(App[None]):
             return
         far = self.ctx.clock() + timedelta(days=3650)
         self.incidents = sorted(found, key=lambda i: i.deadline_due or far)
-        for bar in self.query("IncidentBar"):
-            bar.refresh()
+        for screen in self.screen_stack:
+            for bar in screen.query("IncidentBar"):
+                bar.refresh()
 
     def action_jump_incident(self) -> None:
         """``i``: the open incident with the nearest deadline (SEV1/SEV2 first)."""

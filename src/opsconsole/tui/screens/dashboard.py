@@ -137,7 +137,8 @@ class DashboardScreen(OpsScreen):
         self._draw_tail()
 
     def _draw_tail(self) -> None:
-        # Measured after the layout took the new texts (the host panel may wrap).
+        self._fit_tail()
+        # Again once the layout took the new texts (the host panel may wrap).
         self.call_after_refresh(self._fit_tail)
 
     def _fit_tail(self) -> None:
@@ -148,7 +149,9 @@ class DashboardScreen(OpsScreen):
 
         tail = self.query_one("#event-tail", Static)
         grid = self.query_one(HealthGrid)
-        fixed = self.query("Header, IncidentBar, #down-banner, #dash-filter, #host-panel, Footer")
+        fixed = self.query(
+            "Header, IncidentBar, #down-banner, #dash-filter, #host-panel, KeyFooter"
+        )
         used = sum(w.outer_size.height for w in fixed if w.display)
         room = self.size.height - used - (len(grid.rows) + 1 if grid.rows else 2)
         lines = max(0, min(12, room - 2))  # a title line and the border above it

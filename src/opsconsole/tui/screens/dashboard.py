@@ -128,7 +128,8 @@ class DashboardScreen(OpsScreen):
         self._draw_tail()
 
     def _tick(self) -> None:
-        self._draw_banner()
+        if self.query("#down-banner"):  # not while the screen is being torn down
+            self._draw_banner()
 
     def _changes(self, changes: list[Any]) -> None:
         self._draw_tail()
@@ -147,6 +148,8 @@ class DashboardScreen(OpsScreen):
         from opsconsole.changes import describe
         from opsconsole.tui.screens.events import newsworthy
 
+        if not self.is_attached or not self.query("#event-tail"):
+            return  # torn down (quitting) or not composed yet
         tail = self.query_one("#event-tail", Static)
         grid = self.query_one(HealthGrid)
         fixed = self.query(

@@ -217,3 +217,17 @@ def plain(widget: Any, width: int = 160) -> str:
     with console.capture() as cap:
         console.print(content)
     return cap.get()
+
+
+async def pick(pilot: Any, select: Any, value: str) -> None:
+    """Choose ``value`` in a focused ``Select`` with the keys a person uses."""
+    values = [v for _, v in select._options if v is not select.NULL]
+    assert value in values, (value, values)
+    select.focus()
+    await pilot.press("enter")  # opens the list on the current value (or the blank)
+    await pilot.pause()
+    current = select.value
+    start = values.index(current) if current in values else -1
+    steps = values.index(value) - start
+    await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
+    await wait_for(pilot, lambda: select.value == value)

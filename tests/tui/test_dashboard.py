@@ -142,3 +142,20 @@ async def test_a_region_going_down_is_announced_on_every_screen(make_app: Any) -
         await wait_for(pilot, lambda: app.health_updates > 0)
         app.health_feed.push(fixed_snapshot(down="sa-east-1"))
         await wait_for(pilot, lambda: any("sa-east-1" in n.message for n in app._notifications))
+
+
+async def test_at_80x24_the_grid_keeps_every_row_with_banner_and_incidents(make_app: Any) -> None:
+    from opsconsole.tui.incident_feed import incident_service
+
+    app = make_app()
+    svc = incident_service(app.ctx)
+    for title in ("one", "two"):
+        svc.declare(title, severity="SEV1", category="system-failure", regions=["sa-east-1"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard.updates > 0)
+        await wait_for(pilot, lambda: len(app.incidents) == 2)
+        await pilot.pause(0.2)
+        grid = app.dashboard.query_one("HealthGrid")
+        assert app.dashboard.query_one("#down-banner").display
+        assert len(grid.rows) == 16
+        assert grid.size.height >= len(grid.rows) + 1  # header + every row

@@ -46,7 +46,8 @@ async def test_failed_over_region_shows_served_by_and_f_refuses_a_second_failove
     from opsconsole.store import open_db
     from opsconsole.tui.app import create_app
     from opsconsole.tui.feed import StaticFeed
-    from opsconsole.tui.screens.launch import LaunchModal, start_runbook
+    from opsconsole.tui.run_control import start_runbook
+    from opsconsole.tui.screens.launch import LaunchModal
 
     client = DemoClient(demo.router_url, demo.api_key_file)
     config = load_config(demo.config_dir)

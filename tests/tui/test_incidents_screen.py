@@ -14,7 +14,7 @@ async def test_declare_incident_and_check_off_a_task(make_app: Any, tui_db: Any)
         await pilot.press("n")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "DeclareModal")
         # The down region from the dashboard is prefilled.
-        assert app.screen.query_one("#f-regions").value == "sa-east-1"
+        assert app.screen.query_one("#f-regions").selected == ["sa-east-1"]
         await pilot.press(*"payments down in Sao Paulo")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.tui.conftest import plain, wait_for
+from tests.tui.conftest import pick, plain, wait_for
 
 
 async def test_run_a_runbook_with_a_manual_confirmation(make_app: Any, tui_db: Any) -> None:
@@ -18,12 +18,13 @@ async def test_run_a_runbook_with_a_manual_confirmation(make_app: Any, tui_db: A
         screen.query_one("#rb-table").move_cursor(row=names.index("tui-manual"))
         await pilot.press("r")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "LaunchModal")
-        await pilot.press(*"eu-central-1")
+        # The region is a picker (focused: it is the missing value): open, choose, run.
+        await pick(pilot, app.screen.query_one("#param-region"), "eu-central-1")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
         # The manual step's instructions are in the confirmation itself.
         assert "Check the dashboard for eu-central-1" in app.screen.prompt
-        await pilot.press("y")
+        await pilot.press("enter")  # enter confirms the "done?" it was asked
         await wait_for(
             pilot,
             lambda: isinstance(app.screen, RunScreen) and app.screen.handle.status == "succeeded",
@@ -37,28 +38,58 @@ async def test_run_a_runbook_with_a_manual_confirmation(make_app: Any, tui_db: A
     assert events and {e["interface"] for e in events} == {"tui"}
 
 
-async def test_abort_offers_rollback_choice(make_app: Any, tui_db: Any) -> None:
+async def test_esc_puts_a_question_off_and_x_asks_before_aborting(
+    make_app: Any, tui_db: Any
+) -> None:
     from opsconsole.runbooks.state import get_run
-    from opsconsole.tui.screens.launch import start_runbook
+    from opsconsole.tui.run_control import start_runbook
     from opsconsole.tui.screens.modals import ConfirmModal
     from opsconsole.tui.screens.run_view import RunScreen
 
     app = make_app(start="runbooks")
-    async with app.run_test(size=(120, 40)) as pilot:
-        start_runbook(app, "tui-rollback", {})
+    async with app.run_test(size=(80, 24)) as pilot:
+        handle = start_runbook(app, "tui-rollback", {})
+        assert handle is not None
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
-        run_screen = app.screen_stack[-2]
-        assert isinstance(run_screen, RunScreen)
-        run_screen.action_abort_run()  # what `x` does on the run view
-        # The stale question goes away and the engine asks about rolling back.
+        # esc decides nothing: the run keeps waiting for the answer.
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        run_screen = app.screen
+        await wait_for(
+            pilot, lambda: "enter: answer it now" in plain(run_screen.query_one("#run-status"))
+        )
+        assert handle.active and handle.steps[("main", "wait")].status == "running"
+        # x asks first; enter there keeps the run going.
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert app.screen.destructive and "Abort" in app.screen.prompt
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is run_screen)
+        assert handle.active
+        # enter on the run view asks the put-off question again.
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ConfirmModal) and "done?" in app.screen.prompt
+        )
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is run_screen)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        # The engine asks about rolling back: destructive, so enter would keep the work;
+        # y rolls back.
         await wait_for(
             pilot, lambda: isinstance(app.screen, ConfirmModal) and "Roll back" in app.screen.prompt
         )
+        assert app.screen.destructive
         await pilot.press("y")
-        await wait_for(pilot, lambda: run_screen.handle.status == "rolled_back")
-        assert run_screen.handle.steps[("rollback", "undo")].status == "succeeded"
-        run_id = run_screen.handle.run_id
-    assert get_run(tui_db, run_id).status == "rolled_back"
+        await wait_for(pilot, lambda: handle.status == "rolled_back")
+        assert handle.steps[("rollback", "undo")].status == "succeeded"
+        # The footer follows the state: nothing to abort, approve or roll back now.
+        await wait_for(pilot, lambda: not run_screen.check_action("abort_run", ()))
+        assert not run_screen.check_action("approve_run", ())
+        assert not run_screen.check_action("rollback_run", ())
+    assert get_run(tui_db, handle.run_id).status == "rolled_back"
 
 
 async def test_read_only_hides_run_actions(make_app: Any) -> None:
@@ -81,7 +112,7 @@ async def test_waiting_for_approval_then_resume_after_another_person_approves(
 ) -> None:
     from opsconsole.audit import AuditLog
     from opsconsole.runbooks import decide_approval
-    from opsconsole.tui.screens.launch import start_runbook
+    from opsconsole.tui.run_control import start_runbook
     from opsconsole.tui.screens.run_view import RunScreen
 
     app = make_app(start="runbooks")
@@ -103,7 +134,7 @@ async def test_waiting_for_approval_then_resume_after_another_person_approves(
 
 async def test_resume_an_interrupted_run_from_the_runs_list(make_app: Any, tui_db: Any) -> None:
     from opsconsole.runbooks.state import get_run
-    from opsconsole.tui.screens.launch import start_runbook
+    from opsconsole.tui.run_control import start_runbook
     from opsconsole.tui.screens.modals import ConfirmModal
     from opsconsole.tui.screens.run_view import RunScreen
 
@@ -112,11 +143,15 @@ async def test_resume_an_interrupted_run_from_the_runs_list(make_app: Any, tui_d
         handle = start_runbook(app, "tui-rollback", {})
         assert handle is not None
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
-        app.screen_stack[-2].action_abort_run()
+        await pilot.press("escape")  # put the question off, then abort from the run view
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
         await wait_for(
             pilot, lambda: isinstance(app.screen, ConfirmModal) and "Roll back" in app.screen.prompt
         )
-        await pilot.press("n")  # keep what was done: the run stays interrupted, resumable
+        await pilot.press("enter")  # enter keeps what was done: interrupted, resumable
         await wait_for(pilot, lambda: handle.status == "interrupted")
         await pilot.press("escape")
         runs_screen = app.screen

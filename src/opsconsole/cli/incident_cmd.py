@@ -344,12 +344,6 @@ def decide(
     svc = _svc()
     started = svc.decide(incident_id, decision, note, at=_when(at))
     console().print(f"{incident_id.upper()}: decided {decision}")
-    known = svc.get(incident_id).playbook.get("decisions") or {}
-    if decision.strip() not in known:  # a typo of `notifiable` must not pass unnoticed
-        console().print(
-            f"  note: no clock is anchored on {decision.strip()!r}; this playbook's decisions: "
-            f"{', '.join(known) or 'none'}"
-        )
     for s in started:
         if s.due is not None:
             console().print(

@@ -4,6 +4,7 @@ and audit record (see :class:`~opsconsole.incidents.base.IncidentBase`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from opsconsole.errors import OpsError
@@ -20,7 +21,18 @@ from opsconsole.incidents.model import (
 )
 from opsconsole.timeutil import isoformat
 
-__all__ = ["IncidentChanges"]
+__all__ = ["IncidentChanges", "IncidentChoices"]
+
+
+@dataclass(frozen=True)
+class IncidentChoices:
+    """What a person may pick for an incident now: every interface offers these lists
+    (the console's pickers) and the change methods refuse anything else."""
+
+    roles: dict[str, str]  # role -> what it does
+    decisions: dict[str, str]  # decisions of the incident's playbook -> meaning
+    decided: tuple[str, ...]  # already recorded (not offered again)
+    statuses: tuple[str, ...]  # where the status may move from here
 
 
 class IncidentChanges(IncidentBase):
@@ -36,6 +48,15 @@ class IncidentChanges(IncidentBase):
         if commander and normalise(commander) == normalise(self.actor):
             return
         authorize(self.audit, permission, target=f"{inc.id}: {what}")
+
+    def choices(self, incident_id: str) -> IncidentChoices:
+        inc = self.get(incident_id)
+        return IncidentChoices(
+            roles=dict(ROLES),
+            decisions={k: " ".join(v.split()) for k, v in self._playbook(inc).decisions.items()},
+            decided=tuple(inc.decisions),
+            statuses=TRANSITIONS.get(inc.status, ()),
+        )
 
     def assign(self, incident_id: str, role: str, user: str) -> Incident:
         """Give a role to an account; re-assigning is a handover and says so."""
@@ -139,6 +160,18 @@ class IncidentChanges(IncidentBase):
         self._commander_only(self.get(incident_id), "incident.decide", f"decide {decision}")
         with self.transaction():
             inc = self._open(incident_id)
+            known = self._playbook(inc).decisions
+            if decision not in known:
+                # A typo (``notifable``) recorded for good would leave its clocks waiting
+                # forever: only the playbook's own decisions are accepted, from any interface.
+                raise OpsError(
+                    f"unknown decision {decision!r} for the {inc.category} playbook; "
+                    + (
+                        f"decisions are {', '.join(known)}"
+                        if known
+                        else "this playbook declares no decisions"
+                    )
+                )
             if decision in inc.decisions:
                 raise IncidentError(
                     f"{inc.id} already decided {decision!r} at {isoformat(inc.decisions[decision])}"

@@ -6,8 +6,11 @@ inventory); run it with :func:`run_tui`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 
+from opsconsole.changes import Change
 from opsconsole.events import Event
 from opsconsole.tui.context import MUTATING_ACTIONS, TuiContext
 from opsconsole.tui.feed import HealthSnapshot
@@ -41,7 +45,17 @@ SCREENS_ORDER: dict[str, tuple[str, str, str]] = {
     "incidents": ("3", "Incidents", "Declare and command incidents"),
     "drills": ("4", "Drills", "DR drill schedule, history and compliance"),
     "audit": ("5", "Audit", "The audit log: filter, verify"),
+    "events": ("6", "Events", "What changed: health, runs, approvals, incidents, drills; by whom"),
 }
+
+
+class StoreChanged(Message):
+    """Changes committed to the store (by anyone) since the last message."""
+
+    def __init__(self, changes: list[Change], *, history: bool = False) -> None:
+        super().__init__()
+        self.changes = changes
+        self.history = history  # what happened before the console started: no notes
 
 
 class HealthUpdated(Message):
@@ -80,6 +94,12 @@ def _drills() -> Screen[Any]:
     return DrillsScreen()
 
 
+def _events() -> Screen[Any]:
+    from opsconsole.tui.screens.events import EventsScreen
+
+    return EventsScreen()
+
+
 class OpsConsoleApp(App[None]):
     """The console. ``ctx`` holds config, database and the audit log (interface tui)."""
 
@@ -92,6 +112,7 @@ class OpsConsoleApp(App[None]):
         "incidents": _incidents,
         "drills": _drills,
         "audit": AuditScreen,
+        "events": _events,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *[
@@ -100,6 +121,7 @@ class OpsConsoleApp(App[None]):
         ],
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("colon", "command", "Cmd", key_display=":"),
+        Binding("i", "jump_incident", "Incident", show=False),
         Binding("escape", "back", "Back", show=False),
         Binding("q", "quit_console", "Quit"),
         # Ctrl-C quits, as in every terminal program (Textual's default only says "ctrl+q").
@@ -126,7 +148,14 @@ class OpsConsoleApp(App[None]):
         self.dashboard: Any = None  # the dashboard screen, once it exists
         self.failovers: dict[str, Any] = {}  # region -> FailoverInfo (the dashboard reads them)
         self.health_updates = 0
+        self.incidents: list[Any] = []  # open incidents (IncidentView), nearest clock first
+        self.recent_changes: deque[Change] = deque(maxlen=2000)  # newest last
+        self.change_listeners: list[Callable[[list[Change]], None]] = []
+        self.own_seqs: set[int] = set()  # audit events this console wrote
+        self.changes_seen = 0
+        self._help: HelpScreen | None = None
         self._stop_feed = threading.Event()
+        _remember_own_records(ctx, self.own_seqs)
         # Engine events arrive on the bus (maybe from a worker thread): hop to the UI loop.
         ctx.bus.subscribe(self._bus_event)
         if not animate:
@@ -160,7 +189,80 @@ class OpsConsoleApp(App[None]):
             self.last_snapshot = HealthSnapshot(
                 note="no config: pass --config DIR (or run `opsconsole demo`)"
             )
+        self.refresh_incidents()
+        self.set_interval(5.0, self.refresh_incidents)
+        self._watch_changes(self.ctx.db_path)
         self.switch_mode(self.start_mode)
+
+    # --- other operators' changes (opsconsole.changes) ------------------------------------
+
+    @work(thread=True, exclusive=True, group="store-changes", exit_on_error=False)
+    def _watch_changes(self, db_path: Path) -> None:
+        """Follow the store's change counter; hand new audit events to the UI loop."""
+        from textual.worker import get_current_worker
+
+        from opsconsole.changes import ChangeWatcher
+
+        worker = get_current_worker()
+        watcher = ChangeWatcher(db_path)
+        try:
+            cursor = watcher.cursor_now()
+            history = watcher.changes_since(max(0, cursor - 200))
+            if history:
+                self.post_message(StoreChanged(history, history=True))
+            while not (worker.is_cancelled or self._stop_feed.is_set()):
+                found = watcher.wait(cursor, self._stop_feed, timeout=1.0)
+                if found:
+                    cursor = found[-1].seq
+                    self.post_message(StoreChanged(found))
+        finally:
+            watcher.close()
+
+    def on_store_changed(self, message: StoreChanged) -> None:
+        from opsconsole.changes import describe
+
+        self.changes_seen += 1
+        last = self.recent_changes[-1].seq if self.recent_changes else 0
+        fresh = [c for c in message.changes if c.seq > last]
+        self.recent_changes.extend(fresh)
+        if any(c.kind == "incident" for c in fresh):
+            self.refresh_incidents()
+        theirs = [c for c in fresh if c.seq not in self.own_seqs and c.kind in NOTED_KINDS]
+        if not message.history:
+            for c in theirs[-3:]:
+                self.notify(describe(c), title="changed elsewhere", timeout=8)
+        for listener in list(self.change_listeners):
+            listener(fresh)
+
+    def refresh_incidents(self) -> None:
+        """Open incidents with their nearest clock, for the header line of every screen."""
+        from opsconsole.tui.incident_feed import open_incidents
+
+        try:
+            found = open_incidents(self.ctx)
+        except Exception:  # the header must never break a screen
+            return
+        far = self.ctx.clock() + timedelta(days=3650)
+        self.incidents = sorted(found, key=lambda i: i.deadline_due or far)
+        for screen in self.screen_stack:
+            for bar in screen.query("IncidentBar"):
+                bar.refresh()
+
+    def action_jump_incident(self) -> None:
+        """``i``: the open incident with the nearest deadline (SEV1/SEV2 first)."""
+        from opsconsole.tui.screens.incident_view import IncidentScreen
+
+        target = next((i for i in self.incidents if i.severity in ("SEV1", "SEV2")), None)
+        target = target or (self.incidents[0] if self.incidents else None)
+        if target is None:
+            self.notify("no open incident", severity="warning")
+            return
+        if self.current_mode != "incidents":
+            self.switch_mode("incidents")
+        top = self.screen
+        if isinstance(top, IncidentScreen) and top.incident_id == target.id:
+            return
+        self.push_screen(IncidentScreen(target.id))
 
     def on_unmount(self) -> None:
         self._stop_feed.set()
@@ -218,14 +320,25 @@ class OpsConsoleApp(App[None]):
         return not (modal_open and action in ("show", "quit_console", "command", "help"))
 
     def action_show(self, mode: str) -> None:
+        """A screen key: that mode's own screen, even from a run view pushed on it."""
         if self.current_mode != mode:
             self.switch_mode(mode)
+            return
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            self.pop_screen()
 
     def action_help(self) -> None:
         from opsconsole.tui.screens.help import binding_rows
 
-        # Listed before the dialog opens: while it is up, screen keys are paused.
-        self.push_screen(HelpScreen(binding_rows(self.screen)))
+        # Listed before the dialog opens: while it is up, screen keys are paused. One help
+        # screen, reused: rebuilding it on every key left garbage for slow collections.
+        rows = binding_rows(self.screen)
+        if self._help is None:
+            self._help = HelpScreen(rows)
+            self.install_screen(self._help, name="help")  # installed: kept when closed
+        else:
+            self._help.set_rows(rows)
+        self.push_screen("help")
 
     def action_command(self) -> None:
         self.push_screen(CommandLine(), callback=self.run_command)
@@ -275,6 +388,8 @@ class OpsConsoleApp(App[None]):
         elif word == "verify":
             self.action_show("audit")
             self.call_after_refresh(self.screen.run_action, "verify")
+        elif word in ("ev", "events", "event"):
+            self.action_show("events")
         elif word == "failover" and not self.ctx.read_only:
             self.offer_failover(rest.strip() or None)
         elif word == "declare" and not self.ctx.read_only:
@@ -285,7 +400,7 @@ class OpsConsoleApp(App[None]):
 
     def offer_failover(self, region: str | None) -> None:
         """Open the failover dialog for ``region`` (see the dashboard's ``f`` key)."""
-        from opsconsole.tui.screens.launch import offer_failover
+        from opsconsole.tui.run_control import offer_failover
 
         offer_failover(self, region)
 
@@ -308,6 +423,24 @@ class OpsConsoleApp(App[None]):
             )
         yield SystemCommand("Keys", "Every key binding", self.action_help)
         yield SystemCommand("Quit", "Leave the console", self.action_quit_console)
+
+
+# Changes from elsewhere that get a short note on screen (health has its own banner).
+NOTED_KINDS = frozenset({"incident", "runbook", "drill"})
+
+
+def _remember_own_records(ctx: TuiContext, own: set[int]) -> None:
+    """Note the seq of every audit event this console writes, so the change feed can
+    tell this operator's changes from other operators' (same account or not)."""
+    audit = ctx.audit
+    record = audit.record
+
+    def recording(*args: Any, **kwargs: Any) -> int:
+        seq = record(*args, **kwargs)
+        own.add(seq)
+        return seq
+
+    audit.record = recording  # type: ignore[method-assign]
 
 
 def create_app(
@@ -358,4 +491,7 @@ def run_tui(
     finally:
         if app.health_feed is not None:
             app.health_feed.close()
-        app.ctx.record("tui.session.end", "")
+        with contextlib.suppress(Exception):
+            app.ctx.record("tui.session.end", "")
+    if app.return_code:  # a crash inside the console is not a clean exit
+        raise SystemExit(app.return_code)

@@ -6,12 +6,15 @@ so tests can hand the console a temporary database and the demo inventory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsconsole.audit import AuditLog
 from opsconsole.events import EventBus
+from opsconsole.timeutil import utcnow
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -57,6 +60,8 @@ class TuiContext:
     config: Config | None = None
     read_only: bool = False
     bus: EventBus = field(default_factory=EventBus)
+    # "Now" for every clock the console shows (tests fix it for snapshots).
+    clock: Callable[[], datetime] = utcnow
 
     @property
     def db_path(self) -> Path:

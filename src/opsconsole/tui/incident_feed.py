@@ -16,7 +16,7 @@ def incident_service(ctx: TuiContext) -> Any:
     """The same :class:`IncidentService` the CLI uses, auditing as interface ``tui``."""
     from opsconsole.incidents import IncidentService
 
-    return IncidentService(ctx.db, ctx.audit, ctx.config, bus=ctx.bus)
+    return IncidentService(ctx.db, ctx.audit, ctx.config, bus=ctx.bus, clock=ctx.clock)
 
 
 def open_incidents(ctx: TuiContext) -> list[IncidentView]:

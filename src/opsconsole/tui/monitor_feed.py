@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     from opsconsole.config import Config
     from opsconsole.tui.context import TuiContext
 
-__all__ = ["MonitorFeed", "convert_host", "convert_snapshot", "make_feed"]
+__all__ = ["MONITOR_ACTOR", "MonitorFeed", "convert_host", "convert_snapshot", "make_feed"]
+
+# Automatic health changes are the monitor's doing, not the person's at the console: the
+# audit log names the monitor as actor (the OS account running it is kept in details).
+MONITOR_ACTOR = "monitor"
 
 
 def convert_snapshot(snap: Any, config: Config, *, seq: int = 0) -> HealthSnapshot:
@@ -129,7 +133,7 @@ class MonitorFeed:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         db = open_db(self.db_path, migrate=False)
-        audit = AuditLog(db, actor=self.actor, interface="tui", key=self.audit_key)
+        audit = AuditLog(db, actor=MONITOR_ACTOR, interface="tui", key=self.audit_key)
         thresholds = self.config.settings.host
 
         async def host_loop() -> None:

@@ -233,5 +233,10 @@ class RunManager:
         handle.worker = self.app.run_worker(runner(), group="runbook-run", exit_on_error=False)
         return handle
 
+    def notify(self, handle: RunHandle) -> None:
+        """Tell the views of ``handle`` that something changed (e.g. a question opened)."""
+        for listener in list(self.listeners):
+            listener(handle)
+
     def find(self, run_id: str) -> RunHandle | None:
         return self.handles.get(run_id)

@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from opsconsole.tui.screens.base import OpsScreen
-from opsconsole.tui.widgets.common import local_time
+from opsconsole.tui.widgets.common import local_time, outcome_text
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["AuditScreen", "parse_filter"]
 
@@ -57,14 +58,20 @@ class AuditScreen(OpsScreen):
         table: DataTable[str] = DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("", id="audit-details", classes="details")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for col in ("seq", "time", "actor", "via", "action", "target", "outcome"):
+        # Outcome before the long columns: at 80 columns the right-most ones are cut.
+        for col in ("seq", "time", "outcome", "actor", "action", "target", "via"):
             table.add_column(col, key=col)
         self.reload()
         table.focus()
+        self.app.change_listeners.append(self._changed)  # type: ignore[attr-defined]
+
+    def _changed(self, changes: list[Any]) -> None:
+        if self.app.screen is self:  # drawn again on resume otherwise
+            self.reload()
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -102,19 +109,21 @@ class AuditScreen(OpsScreen):
         self.rows = rows
         table = self.query_one(DataTable)
         table.clear()
+        keep = table.cursor_row
         for r in rows:
-            outcome = r["outcome"] if r["outcome"] == "ok" else f"✖ {r['outcome']}"
             table.add_row(
                 str(r["seq"]),
-                local_time(r["ts"]),
+                local_time(r["ts"], now=self.ctx.clock()),
+                outcome_text(r["outcome"]),
                 r["actor"],
-                r["interface"],
                 r["action"],
                 r["target"],
-                outcome,
+                r["interface"],
                 key=str(r["seq"]),
             )
-        self._show_details(0)
+        if rows:
+            table.move_cursor(row=min(keep, len(rows) - 1))
+        self._show_details(table.cursor_row if rows else 0)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "audit-filter":

@@ -34,11 +34,30 @@ class OpsScreen(ReadOnlyMixin, Screen[None]):
     """A top-level screen (one per mode). ``/`` focuses its filter input, if it has one."""
 
     TITLE_TEXT = ""
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("slash", "filter", "Filter", key_display="/")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("j", "table_move(1)", "Down", show=False),
+        Binding("k", "table_move(-1)", "Up", show=False),
+    ]
+
+    def action_table_move(self, delta: int) -> None:
+        """``j``/``k`` on tables, as in k9s and lazygit."""
+        from textual.widgets import DataTable
+
+        focused = self.focused
+        if isinstance(focused, DataTable):
+            focused.action_cursor_down() if delta > 0 else focused.action_cursor_up()
 
     def on_mount(self) -> None:
+        from textual.widgets import Header
+
+        from opsconsole.tui.widgets.incident_bar import IncidentBar
+
         for field in self.query("Input.filter").results(Input):
             field.display = False
+        headers = self.query(Header)
+        if headers and not self.query(IncidentBar):
+            self.mount(IncidentBar(), after=headers.first())
 
     def action_filter(self) -> None:
         inputs = self.query("Input.filter")
@@ -48,17 +67,21 @@ class OpsScreen(ReadOnlyMixin, Screen[None]):
             field.focus()
 
     def close_filter(self) -> bool:
-        """``esc`` in a filter clears it and hands the keys back; True if it did."""
-        focused = self.focused
-        if isinstance(focused, Input) and focused.has_class("filter"):
-            focused.value = ""
-            focused.display = False
-            self.focus_next()
-            return True
+        """``esc`` clears a filter that is open or applied (focused or not) before it
+        leaves the screen: a filter never hides rows silently. True if it did."""
+        for field in self.query("Input.filter").results(Input):
+            if field.has_focus or field.value or field.display:
+                had_focus = field.has_focus
+                field.value = ""
+                field.display = False
+                if had_focus:
+                    self.focus_next()
+                return True
         return False
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        # Enter in the filter keeps the filter and hands the keyboard back to the list.
+        # Enter in the filter keeps the filter (shown, with its text) and hands the
+        # keyboard back to the list.
         if event.input.has_class("filter"):
             event.stop()
             if not event.value:

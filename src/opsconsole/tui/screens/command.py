@@ -16,6 +16,7 @@ COMMANDS = [
     "incidents",
     "drills",
     "audit",
+    "events",
     "help",
     "quit",
     "failover ",

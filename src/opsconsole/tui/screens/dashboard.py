@@ -13,21 +13,21 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
-from opsconsole.timeutil import utcnow
-from opsconsole.tui.feed import HealthSnapshot, IncidentView
+from opsconsole.tui.feed import HealthSnapshot
 from opsconsole.tui.screens.base import OpsScreen
-from opsconsole.tui.widgets.common import ago, countdown, local_time, state_text
+from opsconsole.tui.widgets.common import ago, local_time, served_by_text, state_text
 from opsconsole.tui.widgets.detail import CellDetail, cell_detail_text
 from opsconsole.tui.widgets.grid import HealthGrid
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,13 +39,6 @@ __all__ = ["DashboardScreen", "served_by_text"]
 
 # Failovers are re-read at most this often (seconds): once per health sweep in practice.
 FAILOVER_REFRESH_SECONDS = 1.0
-
-
-def served_by_text(info: FailoverInfo, now: datetime | None = None) -> str:
-    """``served by eu-central-1 since 23:18:05 (run 20261128-231805-ab12cd)``."""
-    since = f" since {local_time(info.finished_at, now=now)}" if info.finished_at else ""
-    drill = ", drill" if info.mode == "drill" else ""
-    return f"served by {info.target or 'its standby'}{since} (run {info.run_id}{drill})"
 
 
 def _bytes(rate: float | None) -> str:
@@ -68,12 +61,13 @@ class DashboardScreen(OpsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "failover", "Fail over"),
         Binding("enter", "detail", "Detail", show=False),
+        Binding("s", "toggle_sort", "Sort"),
+        Binding("c", "copy_id", "Copy id", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.snapshot = HealthSnapshot()
-        self.incidents: list[IncidentView] = []
         self.updates = 0
         self.stale = False
         self.now: datetime | None = None  # fixed time for snapshot tests
@@ -95,8 +89,8 @@ class DashboardScreen(OpsScreen):
             yield HealthGrid(id="grid")
             yield Static("", id="side-detail")
         yield Static("", id="host-panel")
-        yield Static("", id="incident-strip")
-        yield Footer()
+        yield Static("", id="event-tail")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#down-banner", Static).display = False
@@ -105,10 +99,10 @@ class DashboardScreen(OpsScreen):
         last = self.app.last_snapshot  # type: ignore[attr-defined]
         if last is not None:
             self.call_after_refresh(self.apply_snapshot, last)
-        self.refresh_incidents()
         self.refresh_failovers(force=True)
         self.set_interval(1.0, self._tick)
-        self.set_interval(5.0, self.refresh_incidents)
+        self.app.change_listeners.append(self._changes)  # type: ignore[attr-defined]
+        self._draw_tail()
 
     # --- live updates (the app polls the feed; see OpsConsoleApp._poll) -------------
 
@@ -131,10 +125,55 @@ class DashboardScreen(OpsScreen):
         self._draw_banner()
         self._draw_host()
         self._draw_side()
+        self._draw_tail()
 
     def _tick(self) -> None:
-        self._draw_incidents()
-        self._draw_banner()
+        if self.query("#down-banner"):  # not while the screen is being torn down
+            self._draw_banner()
+
+    def _changes(self, changes: list[Any]) -> None:
+        self._draw_tail()
+
+    def on_resize(self) -> None:
+        self._draw_tail()
+
+    def _draw_tail(self) -> None:
+        self._fit_tail()
+        # Again once the layout took the new texts (the host panel may wrap).
+        self.call_after_refresh(self._fit_tail)
+
+    def _fit_tail(self) -> None:
+        """What changed lately, in the rows the grid does not need (none at 80x24 with a
+        full grid: the grid's rows come first)."""
+        from opsconsole.changes import describe
+        from opsconsole.tui.screens.events import newsworthy
+
+        if not self.is_attached or not self.query("#event-tail"):
+            return  # torn down (quitting) or not composed yet
+        tail = self.query_one("#event-tail", Static)
+        grid = self.query_one(HealthGrid)
+        fixed = self.query(
+            "Header, IncidentBar, #down-banner, #dash-filter, #host-panel, KeyFooter"
+        )
+        used = sum(w.outer_size.height for w in fixed if w.display)
+        room = self.size.height - used - (len(grid.rows) + 1 if grid.rows else 2)
+        lines = max(0, min(12, room - 2))  # a title line and the border above it
+        if lines <= 0:
+            if tail.display:
+                tail.display = False
+                self.call_after_refresh(self._fit_tail)  # the grid got the room back
+            return
+        recent = [c for c in self.app.recent_changes if newsworthy(c)][-lines:]  # type: ignore[attr-defined]
+        text = Text("WHAT CHANGED (6: all events)", style="bold")
+        for c in reversed(recent):
+            text.append(f"\n{local_time(c.ts, now=self.ctx.clock())} ", style="dim")
+            text.append(f"{c.actor}/{c.interface} ", style="bold")
+            text.append(describe(c, who=False))
+        if not recent:
+            text.append("\nnothing yet", style="dim")
+        tail.update(text)
+        tail.styles.height = lines + 2
+        tail.display = True
 
     def refresh_failovers(self, *, force: bool = False) -> None:
         """Re-read the failovers in effect in a thread (one read at a time, throttled)."""
@@ -189,7 +228,7 @@ class DashboardScreen(OpsScreen):
         if not down and not moved:
             banner.display = False
             return
-        now = self.now or utcnow()
+        now = self.now or self.ctx.clock()
         text = Text()
         for r in down:
             text.append(state_text("down"))
@@ -229,42 +268,25 @@ class DashboardScreen(OpsScreen):
         side.display = self.size.width >= 140
         row = self.query_one(HealthGrid).current_row
         if side.display and row is not None:
-            side.update(cell_detail_text(row, self.now or utcnow()))
-
-    def refresh_incidents(self) -> None:
-        from opsconsole.tui.incident_feed import open_incidents
-
-        try:
-            self.incidents = open_incidents(self.ctx)
-        except Exception as exc:  # the strip must never break the dashboard
-            self.incidents = []
-            self.query_one("#incident-strip", Static).update(f"INCIDENTS unavailable: {exc}")
-            return
-        self._draw_incidents()
-
-    def _draw_incidents(self) -> None:
-        strip = self.query_one("#incident-strip", Static)
-        now = self.now or utcnow()
-        text = Text("INCIDENTS ", style="bold")
-        if not self.incidents:
-            text.append("none open", style="dim")
-            strip.update(text)
-            return
-        with_due = [i for i in self.incidents if i.deadline_due is not None]
-        nearest = min(with_due, key=lambda i: i.deadline_due) if with_due else None  # type: ignore[arg-type, return-value]
-        text.append(f"{len(self.incidents)} open")
-        if nearest is not None and nearest.deadline_due is not None:
-            text.append(f" · next deadline {nearest.id} {nearest.deadline_name}: ")
-            text.append(countdown(nearest.deadline_due, now))
-        for inc in self.incidents[:3]:
-            text.append(f" · {inc.id} {inc.severity} {inc.status} {inc.title}")
-        strip.update(text)
+            side.update(cell_detail_text(row, self.now or self.ctx.clock()))
 
     # --- keys ---------------------------------------------------------------------------
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "dash-filter":
             self.query_one(HealthGrid).set_filter(event.value)
+
+    def action_toggle_sort(self) -> None:
+        grid = self.query_one(HealthGrid)
+        grid.set_worst_first(not grid.worst_first)
+        self.app.notify("worst first" if grid.worst_first else "inventory order", timeout=2)
+
+    def action_copy_id(self) -> None:
+        row = self.query_one(HealthGrid).current_row
+        if row is not None:
+            ident = row.region.id + (f"/{row.target.service}" if row.target else "")
+            self.app.copy_to_clipboard(ident)
+            self.app.notify(f"copied {ident}", timeout=3)
 
     def on_health_grid_highlighted(self, message: HealthGrid.Highlighted) -> None:
         self._draw_side()

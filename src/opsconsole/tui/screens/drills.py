@@ -10,15 +10,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["DrillsScreen"]
 
-RESULT = {
+RESULT = {  # symbols that match the meaning: a pass is never marked with a cross
     "passed": "✔ passed",
     "failed": "✖ FAILED",
     "missed": "✖ MISSED",
@@ -50,11 +50,13 @@ class DrillsScreen(OpsScreen):
                 yield Static("", id="drill-history")
             with VerticalScroll(id="drill-report-box"):
                 yield Static("", id="drill-report")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
+        # What matters first (next due, objectives, owner): at 80 columns the
+        # right-most columns are the ones cut.
         self.query_one("#drill-table", DataTable).add_columns(
-            "drill", "plan", "kind", "target", "schedule", "next due", "RTO/RPO", "owner"
+            "drill", "next due", "kind", "RTO/RPO", "owner", "target", "plan", "schedule"
         )
         self.reload()
 
@@ -90,7 +92,7 @@ class DrillsScreen(OpsScreen):
         self.rows = [r for r in rows if text in f"{r['name']} {r['plan']} {r['kind']}".lower()]
         for r in self.rows:
             due = (
-                local_time(r["next_due"])
+                local_time(r["next_due"], now=self.ctx.clock())
                 if r["next_due"]
                 else ("disabled" if not r["enabled"] else "-")
             )
@@ -98,13 +100,13 @@ class DrillsScreen(OpsScreen):
             objectives = f"{r['rto_seconds'] or '-'}s/{r['rpo_seconds'] or '-'}s"
             table.add_row(
                 r["name"],
-                r["plan"],
-                r["kind"],
-                target,
-                r["schedule"] or "-",
                 due,
+                r["kind"],
                 objectives,
                 r["owner"] or "-",
+                target,
+                r["plan"],
+                r["schedule"] or "-",
                 key=r["name"],
             )
         self._history(text)
@@ -138,7 +140,11 @@ class DrillsScreen(OpsScreen):
                 else (f"{r.rpo_seconds:.0f}s {'✔' if r.rpo_met else '✖'}")
             )
             table.add_row(
-                local_time(when) if when else "-", r.drill, RESULT.get(r.status, r.status), rto, rpo
+                local_time(when, now=self.ctx.clock()) if when else "-",
+                r.drill,
+                RESULT.get(r.status, r.status),
+                rto,
+                rpo,
             )
         if not runs:
             table.add_row("-", "no drills recorded yet", "", "", "")
@@ -147,7 +153,7 @@ class DrillsScreen(OpsScreen):
     def _report(self, loaded: Any) -> None:
         from opsconsole.drills.report import build_report
 
-        year = utcnow().year
+        year = self.ctx.clock().year
         parts: list[Any] = [Text(f"Compliance {year}", style="bold")]
         for rep in build_report(self.ctx.db, loaded.file, year=year):
             live = rep.held.get("live", 0)
@@ -173,8 +179,8 @@ class DrillsScreen(OpsScreen):
     def action_run_drill(self) -> None:
         """Run the selected live drill now, attended: prompts come to this console."""
         from opsconsole.drills.execute import DrillContext, run_drill
+        from opsconsole.tui.run_control import new_operator, open_run
         from opsconsole.tui.runs import RunHandle
-        from opsconsole.tui.screens.launch import _operator, _show
         from opsconsole.tui.screens.modals import ConfirmModal
 
         table = self.query_one("#drill-table", DataTable)
@@ -193,7 +199,7 @@ class DrillsScreen(OpsScreen):
             loaded = self._loaded()
             drill = loaded.get(row["name"])
             handle = RunHandle(runbook=drill.runbook, params={})
-            operator = _operator(self.app, handle)  # type: ignore[arg-type]
+            operator = new_operator(self.app, handle)  # type: ignore[arg-type]
             ctx = DrillContext(
                 self.ctx.db,
                 self.ctx.audit,
@@ -208,12 +214,15 @@ class DrillsScreen(OpsScreen):
                 self.reload()
 
             self.app.runs.launch(handle, work, known_id=False)  # type: ignore[attr-defined]
-            _show(self.app, handle)  # type: ignore[arg-type]
+            open_run(self.app, handle)  # type: ignore[arg-type]
 
         self.app.push_screen(
             ConfirmModal(
                 f"Run live drill {row['name']} ({row['runbook']} on {row['target']}) now?",
                 title="Run drill",
+                destructive=True,
+                yes_label="Run drill",
+                no_label="Not now",
             ),
             callback=go,
         )

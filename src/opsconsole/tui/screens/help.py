@@ -46,14 +46,28 @@ class HelpScreen(ReadOnlyMixin, Screen[None]):
         super().__init__()
         self.rows = rows
 
+    def set_rows(self, rows: list[tuple[str, str, str]]) -> None:
+        """Reuse this screen for another set of keys (no new widgets)."""
+        self.rows = rows
+        if self.is_mounted:
+            self.query_one("#help-body", Static).update(self._text())
+
     def compose(self) -> ComposeResult:
+        yield Label("Keys — esc or ? closes", classes="dialog-title")
+        with VerticalScroll():
+            yield Static(self._text(), id="help-body")
+
+    def _text(self) -> Text:
         width = max((len(k) for k, _, _ in self.rows), default=4) + 2
         text = Text()
         text.append("Screens: ", style="bold")
-        text.append("1 dashboard · 2 runbooks · 3 incidents · 4 drills · 5 audit\n")
+        text.append(
+            "1 dashboard · 2 runbooks · 3 incidents · 4 drills · 5 audit · 6 events · "
+            "i: the incident with the nearest deadline\n"
+        )
         text.append(": ", style="bold")
         text.append(
-            "command mode (dashboard, runbooks, incidents, drills, audit, "
+            "command mode (dashboard, runbooks, incidents, drills, audit, events, "
             "failover REGION, declare, verify, quit) · ctrl+p palette\n"
         )
         if self.ctx.read_only:
@@ -63,6 +77,4 @@ class HelpScreen(ReadOnlyMixin, Screen[None]):
             text.append(key.ljust(width), style="bold")
             text.append(label)
             text.append(f"  ({where})\n", style="dim")
-        yield Label("Keys — esc or ? closes", classes="dialog-title")
-        with VerticalScroll():
-            yield Static(text)
+        return text

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Header, Static
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.incident_feed import incident_service
 from opsconsole.tui.screens.base import OpsScreen
-from opsconsole.tui.screens.modals import AskModal
+from opsconsole.tui.screens.modals import AskModal, PickModal
 from opsconsole.tui.widgets.common import countdown, local_time
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["IncidentScreen"]
 
@@ -45,6 +43,7 @@ class IncidentScreen(OpsScreen):
         Binding("D", "decide", "Decide", show=False),
         Binding("A", "assign_role", "Assign", show=False),
         Binding("e", "export_report", "Report"),
+        Binding("c", "copy_id", "Copy id", show=False),
     ]
 
     def __init__(self, incident_id: str) -> None:
@@ -60,19 +59,30 @@ class IncidentScreen(OpsScreen):
             with Vertical(id="inc-left"):
                 yield DataTable(id="task-table", cursor_type="row")
                 yield Static("", id="task-detail", classes="details")
-            with Vertical(id="inc-right"):
+            with VerticalScroll(id="inc-right"):
                 yield Static("", id="inc-clocks")
                 yield Static("", id="inc-roles")
-        yield Static("", id="inc-timeline")
-        yield Footer()
+        with VerticalScroll(id="inc-timeline-box"):
+            yield Static("", id="inc-timeline")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#task-table", DataTable).add_columns("", "task", "owner", "phase")
+        self.query_one("#task-table", DataTable).add_columns("", "owner", "task", "phase")
         self.sub_title = self.incident_id
         self.reload()
         self.set_interval(1.0, self._draw_clocks)
-        # Someone may change the incident from another terminal: pick it up.
-        self.set_interval(5.0, self.reload)
+        # Someone may change the incident from another terminal: the store's change
+        # counter tells the app within a second (opsconsole.changes).
+        self.app.change_listeners.append(self._changed)  # type: ignore[attr-defined]
+
+    def on_unmount(self) -> None:
+        listeners = self.app.change_listeners  # type: ignore[attr-defined]
+        if self._changed in listeners:
+            listeners.remove(self._changed)
+
+    def _changed(self, changes: list[Any]) -> None:
+        if any(c.target == self.incident_id for c in changes):
+            self.reload()
 
     @property
     def svc(self) -> Any:
@@ -88,8 +98,8 @@ class IncidentScreen(OpsScreen):
             run = f" ▶{task.runbook}" if task.runbook else ""
             table.add_row(
                 TASK_MARK.get(task.status, task.status),
+                task.owner_role,  # before the long title: kept at 80 columns
                 task.title + run,
-                task.owner_role,
                 task.phase,
                 key=task.id,
             )
@@ -114,34 +124,31 @@ class IncidentScreen(OpsScreen):
         self.query_one("#inc-head", Static).update(text)
 
     def _draw_clocks(self) -> None:
+        """Each clock on its own lines: its name first and whole (it wraps, never cut to
+        a column of one character), then the time left and the citation."""
         if self.view is None:
             return
-        now = self.now or utcnow()
-        table = Table(
-            box=None,
-            show_header=True,
-            header_style="bold",
-            pad_edge=False,
-            expand=True,
-            title="Deadlines",
-            title_justify="left",
-            title_style="bold",
-        )
-        table.add_column("clock", overflow="fold")
-        table.add_column("left", no_wrap=True)
+        now = self.now or self.ctx.clock()
+        text = Text("Deadlines\n", style="bold")
         for d in self.view.deadlines:
+            text.append(f"{d.deadline.jurisdiction} {d.deadline.title}\n", style="bold")
+            text.append("  ")
             if d.due is not None and d.state in ("running", "overdue"):
-                left: Any = countdown(d.due, now)
+                text.append(countdown(d.due, now))
+            elif d.state == "waiting":
+                text.append(f"waits for {d.deadline.anchor}", style="dim")
             else:
-                left = Text(
-                    d.text if d.state != "waiting" else f"waits: {d.deadline.anchor}", style="dim"
-                )
-            table.add_row(
-                f"{d.deadline.jurisdiction} {d.deadline.title}\n[{d.deadline.citation}]", left
-            )
+                text.append(d.text, style="dim")
+            # The citation when there is room; the name and time left always.
+            wide = self.size.width >= 120
+            text.append(f" · {d.deadline.citation}\n" if wide else "\n", style="dim")
         if self.view.update_due is not None:
-            table.add_row("next status update", countdown(self.view.update_due, now))
-        self.query_one("#inc-clocks", Static).update(table)
+            text.append("next status update ", style="bold")
+            text.append(countdown(self.view.update_due, now))
+            text.append("\n")
+        if not self.view.deadlines and self.view.update_due is None:
+            text.append("none\n", style="dim")
+        self.query_one("#inc-clocks", Static).update(text)
 
     def _draw_roles(self) -> None:
         roles = self.view.incident.roles
@@ -153,12 +160,17 @@ class IncidentScreen(OpsScreen):
         self.query_one("#inc-roles", Static).update(text)
 
     def _draw_timeline(self) -> None:
-        entries = self.svc.timeline(self.incident_id)[-6:]
-        text = Text("Timeline (newest last)\n", style="bold")
+        """The whole timeline, newest last, scrolled to the end (tab to it to scroll)."""
+        entries = self.svc.timeline(self.incident_id)
+        text = Text(f"Timeline ({len(entries)} entries, newest last)\n", style="bold")
         for e in entries:
             local = f" ({e.local:%H:%M %Z})" if e.local else ""
-            text.append(f"{local_time(e.ts)}{local} {e.actor}: {e.summary}\n")
+            text.append(f"{local_time(e.ts, now=self.ctx.clock())}{local} ", style="dim")
+            text.append(f"{e.actor}: {e.summary}\n")
+        text.rstrip()
         self.query_one("#inc-timeline", Static).update(text)
+        box = self.query_one("#inc-timeline-box", VerticalScroll)
+        self.call_after_refresh(box.scroll_end, animate=False)
 
     def selected_task(self) -> Any | None:
         tasks = self.view.incident.tasks if self.view else []
@@ -236,51 +248,117 @@ class IncidentScreen(OpsScreen):
             ),
         )
 
-    def action_set_status(self) -> None:
-        from opsconsole.incidents.model import TRANSITIONS
+    def _pick(
+        self,
+        title: str,
+        choices: list[tuple[str, str]],
+        apply: Any,
+        *,
+        note: str = "",
+    ) -> None:
+        """A picker whose choice is applied at once; a refusal stays in the picker."""
+        from opsconsole.errors import OpsError
 
-        allowed = TRANSITIONS.get(self.view.incident.status, ())
-        self._prompt(
-            f"New status ({' | '.join(allowed) or 'none: closed'}):",
-            lambda t: self._do(f"status {t}", lambda: self.svc.set_status(self.incident_id, t)),
-            default=allowed[0] if allowed else None,
+        def on_pick(value: str) -> str | None:
+            try:
+                what = apply(value)
+            except OpsError as exc:
+                return str(exc)
+            self.app.notify(what)
+            self.reload()
+            return None
+
+        if not choices:
+            self.app.notify(f"{title}: nothing to choose now", severity="warning")
+            return
+        self.app.push_screen(PickModal(title, choices, note=note, on_pick=on_pick))
+
+    def action_set_status(self) -> None:
+        c = self.svc.choices(self.incident_id)
+        self._pick(
+            f"Move {self.incident_id} from {self.view.incident.status} to",
+            [(st, "") for st in c.statuses],
+            lambda st: (self.svc.set_status(self.incident_id, st), f"status {st}")[1],
         )
 
     def action_decide(self) -> None:
-        self._prompt(
-            "Decision (e.g. notifiable; starts the clocks anchored on it):",
-            lambda t: self._do(f"decided {t}", lambda: self.svc.decide(self.incident_id, t)),
+        c = self.svc.choices(self.incident_id)
+        self._pick(
+            "Record a decision (starts the clocks anchored on it)",
+            [(k, v) for k, v in c.decisions.items() if k not in c.decided],
+            lambda d: (self.svc.decide(self.incident_id, d), f"decided {d}")[1],
+            note="decided already: " + (", ".join(c.decided) or "none"),
         )
 
     def action_assign_role(self) -> None:
-        def assign(text: str) -> None:
-            role, _, user = text.partition(" ")
-            self._do(
-                f"{role}: {user}", lambda: self.svc.assign(self.incident_id, role, user.strip())
+        from opsconsole.errors import OpsError
+
+        c = self.svc.choices(self.incident_id)
+        current = self.view.incident.roles
+
+        def person(role: object) -> None:
+            if not isinstance(role, str):
+                return
+
+            def check(name: str) -> str | None:
+                name = name.strip()
+                if not name or " " in name:
+                    return "one account name, e.g. ana"
+                try:
+                    self.svc.assign(self.incident_id, role, name)
+                except OpsError as exc:
+                    return str(exc)
+                return None
+
+            def done(name: object) -> None:
+                if isinstance(name, str):
+                    self.app.notify(f"{role}: {name.strip()}")
+                    self.reload()
+
+            self.app.push_screen(
+                AskModal(
+                    f"Who takes {role}? ({c.roles[role]})",
+                    default=current.get(role),
+                    title="Assign",
+                    validate=check,
+                ),
+                callback=done,
             )
 
-        self._prompt(
-            "Role and person, e.g. 'legal ana' (roles: commander deputy scribe "
-            "operations communications legal customer-service):",
-            assign,
+        self.app.push_screen(
+            PickModal(
+                "Assign a role",
+                [(r, f"{current.get(r, '-')} · {d}") for r, d in c.roles.items()],
+            ),
+            callback=person,
         )
 
     def action_export_report(self) -> None:
-        default = str(Path.cwd() / f"{self.incident_id}-report.md")
+        """Write the report under the state directory (never the current directory) and
+        record it in the audit log, as ``opsconsole incident report --out`` does."""
+        from opsconsole.errors import OpsError
 
-        def write(path: str) -> None:
-            def go() -> None:
-                text = self.svc.report(self.incident_id)
-                Path(path).expanduser().write_text(text, encoding="utf-8")
+        directory = self.ctx.db_path.parent / "reports"
+        path = directory / f"{self.incident_id}-report.md"
+        try:
+            text = self.svc.report(self.incident_id)
+            self.ctx.record("incident.report", self.incident_id, {"out": str(path)})
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except (OpsError, OSError) as exc:
+            self.app.notify(f"report not written: {exc}", severity="error", timeout=10)
+            return
+        self.app.notify(f"report written to {path}", timeout=10)
+        self.reload()
 
-            self._do(f"report written to {path}", go)
-
-        self._prompt("Write the post-incident report (Markdown) to:", write, default=default)
+    def action_copy_id(self) -> None:
+        self.app.copy_to_clipboard(self.incident_id)
+        self.app.notify(f"copied {self.incident_id}", timeout=3)
 
     def action_launch_task_runbook(self) -> None:
         from opsconsole.errors import OpsError
         from opsconsole.incidents.runlink import render_params
-        from opsconsole.tui.screens.launch import offer_task_runbook
+        from opsconsole.tui.run_control import offer_task_runbook
 
         task = self.selected_task()
         if task is None or not task.runbook:

@@ -8,12 +8,21 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import (
+    Button,
+    DataTable,
+    Header,
+    Input,
+    Label,
+    Select,
+    SelectionList,
+    Static,
+)
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.incident_feed import incident_service
 from opsconsole.tui.screens.base import OpsModal, OpsScreen
 from opsconsole.tui.widgets.common import countdown
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["DeclareModal", "IncidentsScreen", "declare_from_form"]
 
@@ -42,14 +51,21 @@ class IncidentsScreen(OpsScreen):
         )
         yield DataTable(id="inc-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="inc-hint", classes="status-line")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#inc-table", DataTable)
-        table.add_columns("id", "sev", "status", "title", "regions", "next deadline")
+        # What matters first (id, severity, status, time left): at 80 columns the
+        # right-most columns are the ones cut.
+        table.add_columns("id", "sev", "status", "left", "title", "next clock", "regions")
         self.reload()
         self.set_interval(1.0, self._tick)
-        self.set_interval(5.0, self.reload)
+        self.set_interval(5.0, self.reload)  # clocks that start or pass
+        self.app.change_listeners.append(self._changed)  # type: ignore[attr-defined]
+
+    def _changed(self, changes: list[Any]) -> None:
+        if any(c.kind == "incident" for c in changes):
+            self.reload()
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -75,13 +91,19 @@ class IncidentsScreen(OpsScreen):
         table = self.query_one("#inc-table", DataTable)
         keep = table.cursor_row
         table.clear()
-        now = self.now or utcnow()
+        now = self.now or self.ctx.clock()
         for inc, nearest in self.rows:
-            due = (
-                countdown(nearest.due, now).append(f" {nearest.deadline.title}") if nearest else "-"
-            )
+            left = countdown(nearest.due, now) if nearest else "-"
+            clock = nearest.deadline.title if nearest else "-"
             table.add_row(
-                inc.id, inc.severity, inc.status, inc.title, ",".join(inc.regions), due, key=inc.id
+                inc.id,
+                inc.severity,
+                inc.status,
+                left,
+                inc.title,
+                clock,
+                ",".join(inc.regions),
+                key=inc.id,
             )
         if self.rows:
             table.move_cursor(row=min(keep, len(self.rows) - 1))
@@ -165,7 +187,7 @@ class DeclareModal(OpsModal):
         from opsconsole.incidents.model import SEVERITIES, SEVERITY_HINT
 
         snap = getattr(self.app, "last_snapshot", None)
-        down = ",".join(r.id for r in snap.down_regions) if snap is not None else ""
+        down = {r.id for r in snap.down_regions} if snap is not None else set()
         cats = _categories(self.ctx)
         default_cat = "system-failure" if "system-failure" in cats else cats[0]
         with Vertical(classes="dialog wide"):
@@ -189,28 +211,66 @@ class DeclareModal(OpsModal):
                     id="f-category",
                     compact=True,
                 )
-                yield Label("regions (comma separated)")
-                yield Input(value=down, id="f-regions", compact=True)
-                yield Label("services (comma separated, optional)")
-                yield Input(id="f-services", compact=True)
+                yield Label("regions (space toggles; the down ones are ticked)")
+                yield SelectionList[str](
+                    *[(f"{rid} {name}", rid, rid in down) for rid, name in self._regions()],
+                    id="f-regions",
+                    compact=True,
+                )
+                yield Static("", id="f-regions-picked", classes="dialog-hint")
+                yield Label("services (optional)")
+                yield SelectionList[str](
+                    *[(svc, svc, False) for svc in self._services()],
+                    id="f-services",
+                    compact=True,
+                )
+                yield Static("", id="f-services-picked", classes="dialog-hint")
                 yield Label("detected at (optional: ISO time or '20m ago'; default now)")
                 yield Input(id="f-detected", compact=True)
                 yield Static("", id="f-error", classes="status-line bad")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Declare (^s)", id="declare", variant="error")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Declare (^s)", id="declare", variant="error", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def _regions(self) -> list[tuple[str, str]]:
+        if self.ctx.config is None:
+            return []
+        return [(rid, r.name) for rid, r in self.ctx.config.inventory.regions.items()]
+
+    def _services(self) -> list[str]:
+        if self.ctx.config is None:
+            return []
+        names: list[str] = []
+        for region in self.ctx.config.inventory.regions.values():
+            names += [s for s in region.services if s not in names]
+        return names
 
     def on_mount(self) -> None:
         self.query_one("#f-title", Input).focus()
+        self._show_picked()
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        self._show_picked()
+
+    def _show_picked(self) -> None:
+        # In words too: a monochrome terminal does not show which boxes are ticked.
+        for name in ("regions", "services"):
+            picked = self.query_one(f"#f-{name}", SelectionList).selected
+            self.query_one(f"#f-{name}-picked", Static).update(
+                f"picked: {', '.join(picked) if picked else 'none'}"
+            )
 
     def values(self) -> dict[str, str]:
         def inp(name: str) -> str:
             return self.query_one(f"#f-{name}", Input).value
 
+        def picked(name: str) -> str:
+            return ",".join(self.query_one(f"#f-{name}", SelectionList).selected)
+
         return {
             "title": inp("title"),
-            "regions": inp("regions"),
-            "services": inp("services"),
+            "regions": picked("regions"),
+            "services": picked("services"),
             "detected": inp("detected"),
             "severity": str(self.query_one("#f-severity", Select).value),
             "category": str(self.query_one("#f-category", Select).value),
@@ -230,6 +290,10 @@ class DeclareModal(OpsModal):
     def action_submit(self) -> None:
         from opsconsole.errors import OpsError
 
+        if not self.values()["title"].strip():
+            self.query_one("#f-error", Static).update("✖ a title is needed: what is happening?")
+            self.query_one("#f-title", Input).focus()
+            return
         try:
             inc = declare_from_form(self.ctx, self.values())
         except (OpsError, ValueError) as exc:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from opsconsole.tui.screens.base import OpsScreen
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["PendingScreen"]
 
@@ -21,4 +22,4 @@ class PendingScreen(OpsScreen):
         yield Static(
             f"{self.title}: not available.\n{self.reason}", classes="pending", markup=False
         )
-        yield Footer()
+        yield KeyFooter()

@@ -10,9 +10,10 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from opsconsole.tui.screens.base import OpsScreen
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["PlanScreen"]
 
@@ -36,7 +37,7 @@ class PlanScreen(OpsScreen):
         )
         with VerticalScroll():
             yield Static("", id="plan-body")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.plan_worker = self._plan()
@@ -45,7 +46,7 @@ class PlanScreen(OpsScreen):
     async def _plan(self) -> None:
         from opsconsole.errors import OpsError
         from opsconsole.runbooks import plan_run
-        from opsconsole.tui.screens.launch import run_env
+        from opsconsole.tui.run_control import run_env
 
         status = self.query_one("#plan-status", Static)
         try:

@@ -1,4 +1,9 @@
-"""One runbook run, live: step list, streaming output, status; abort and roll back."""
+"""One runbook run, live: step list, streaming output, status; abort and roll back.
+
+The footer follows the run's state (a finished run offers no abort, an interrupted one no
+approve). ``enter`` answers a question put off with ``esc``; ``y``/``enter`` pressed
+before the run's next question appeared are kept for it (see ``TuiOperator``).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, RichLog, Static
+from textual.widgets import Header, RichLog, Static
 
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import state_text
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from opsconsole.tui.runs import RunHandle
@@ -25,10 +31,12 @@ class RunScreen(OpsScreen):
 
     TITLE = "Run"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x", "abort_run", "Abort"),
-        Binding("a", "approve_run", "Approve"),
+        Binding("enter", "answer", "Answer"),
+        Binding("x", "abort_run", "Abort…"),
+        Binding("a", "approve_run", "Approve…"),
         Binding("u", "resume_run", "Resume"),
-        Binding("b", "rollback_run", "Roll back"),
+        Binding("b", "rollback_run", "Roll back…"),
+        Binding("y", "type_ahead('y')", "", show=False),
     ]
 
     def __init__(self, handle: RunHandle) -> None:
@@ -42,11 +50,18 @@ class RunScreen(OpsScreen):
         with Horizontal(id="run-main"):
             yield Static("", id="run-steps")
             yield RichLog(id="run-log", wrap=True, markup=False, max_lines=5000, min_width=20)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.app.runs.listeners.append(self._changed)  # type: ignore[attr-defined]
-        self.set_interval(1.0, self._draw_status)
+        self.set_interval(1.0, self._tick)
+        self._draw()
+
+    def _tick(self) -> None:
+        self._draw_status()
+        self.refresh_bindings()
+
+    def on_screen_resume(self) -> None:
         self._draw()
 
     def on_unmount(self) -> None:
@@ -80,6 +95,10 @@ class RunScreen(OpsScreen):
         )
         if state == "waiting":
             text.append(f"  {operator.pending}")
+            if operator.put_off:
+                text.append("  · enter: answer it now", style="bold")
+        elif h.status == "starting":
+            text.append("  starting…")
         if h.status == "waiting_approval":
             text.append(
                 "  another person must approve: opsconsole runbook approve "
@@ -113,31 +132,75 @@ class RunScreen(OpsScreen):
         h = self.handle
         if action == "abort_run":
             return h.active and h.worker is not None
-        if action in ("approve_run", "resume_run"):
+        if action == "approve_run":
+            return h.status == "waiting_approval" and h.run_id is not None
+        if action == "resume_run":
             return h.status in ("waiting_approval", "interrupted") and h.run_id is not None
         if action == "rollback_run":
-            return not h.active and h.run_id is not None and h.status not in ("rolled_back",)
+            return (
+                not h.active
+                and h.run_id is not None
+                and h.status not in ("rolled_back", "failed_to_start")
+            )
+        if action == "answer":
+            return h.active and h.operator is not None
         return True
 
+    _KEY_ACTIONS: ClassVar[dict[str, tuple[str, str]]] = {
+        "u": ("resume_run", "resume"),
+        "a": ("approve_run", "approve"),
+        "x": ("abort_run", "abort"),
+        "b": ("rollback_run", "roll back"),
+    }
+
+    def on_key(self, event: Any) -> None:
+        """A run key that does not apply now says why instead of doing nothing."""
+        known = self._KEY_ACTIONS.get(event.key)
+        if known is None or self.app.ctx.read_only:  # type: ignore[attr-defined]
+            return
+        action, verb = known
+        if not self.check_action(action, ()):
+            event.stop()
+            h = self.handle
+            why = h.error or ""
+            self.app.notify(
+                f"run {h.run_id or h.runbook} is {h.status}: nothing to {verb}"
+                + (f" ({why})" if why and h.status == "failed" else ""),
+                severity="warning",
+                timeout=6,
+            )
+
+    def action_answer(self) -> None:
+        """``enter``: the question put off with esc again, or kept for the next one."""
+        operator = self.handle.operator
+        if operator is not None and not operator.reopen():
+            self.action_type_ahead("enter")
+
+    def action_type_ahead(self, key: str) -> None:
+        """``y`` or ``enter`` before the run's next question: kept for that question."""
+        h = self.handle
+        if h.active and h.operator is not None and h.operator.pending is None:
+            h.operator.type_ahead(key)
+            self.app.notify(f"{key}: kept for the run's next question", timeout=3)
+
     def action_abort_run(self) -> None:
-        """Cancel the run's task: the engine stops the step and asks about rolling back."""
-        if self.handle.worker is not None:
-            self.handle.add_log("■ abort requested")
-            self.handle.worker.cancel()
-            self._draw()
+        """``x``: asks first (``y`` aborts; ``enter`` keeps the run going)."""
+        from opsconsole.tui.run_control import abort_run
+
+        abort_run(self.app, self.handle)  # type: ignore[arg-type]
 
     def action_approve_run(self) -> None:
-        from opsconsole.tui.screens.launch import approve_run
+        from opsconsole.tui.run_control import approve_run
 
-        approve_run(self.app, self.handle.run_id or "")  # type: ignore[arg-type]
+        approve_run(self.app, self.handle.run_id or "", detail=self.handle.approval or "")  # type: ignore[arg-type]
 
     def action_resume_run(self) -> None:
-        from opsconsole.tui.screens.launch import resume_run
+        from opsconsole.tui.run_control import resume_run
 
         resume_run(self.app, self.handle.run_id or "", handle=self.handle)  # type: ignore[arg-type]
 
     def action_rollback_run(self) -> None:
-        from opsconsole.tui.screens.launch import rollback_run
+        from opsconsole.tui.run_control import rollback_run
 
         rollback_run(self.app, self.handle.run_id or "", handle=self.handle)  # type: ignore[arg-type]
 

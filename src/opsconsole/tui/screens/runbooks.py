@@ -1,4 +1,8 @@
-"""Runbooks screen: the runbooks found, their steps, recent runs; run, plan, resume."""
+"""Runbooks screen: the runbooks found, their steps, recent runs; run, plan, resume.
+
+The runbook files are read once (``g`` re-reads them) and recent runs every 2 s; the
+``/`` filter works on what is in memory, so typing in it never waits for the disk.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time, state_text
+from opsconsole.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["RunbooksScreen"]
 
@@ -27,12 +32,16 @@ class RunbooksScreen(OpsScreen):
         Binding("a", "approve_run", "Approve"),
         Binding("o", "open_run", "Open run"),
         Binding("tab", "switch_table", "Runbooks/Runs", show=False),
+        Binding("g", "reread", "Re-read", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.books: list[Any] = []
         self.runs: list[dict[str, Any]] = []
+        self.all_books: list[Any] | None = None  # read once; ``g`` reloads
+        self.all_runs: list[dict[str, Any]] = []
+        self._details: dict[tuple[str, int], Any] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -44,13 +53,15 @@ class RunbooksScreen(OpsScreen):
                 yield Label("Recent runs (o opens, u resumes)", classes="section")
                 yield DataTable(id="run-table", cursor_type="row")
             yield Static("", id="rb-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         books = self.query_one("#rb-table", DataTable)
         books.add_columns("name", "description")
         runs = self.query_one("#run-table", DataTable)
-        runs.add_columns("run", "runbook", "state", "by", "started")
+        # State first: at 80 columns the right-most columns are the ones cut.
+        runs.add_columns("state", "run", "runbook", "by", "started")
+        self.reload_runs()
         self.reload()
         self.set_interval(2.0, self.reload_runs)
         books.focus()
@@ -60,28 +71,38 @@ class RunbooksScreen(OpsScreen):
 
     # --- data ----------------------------------------------------------------------
 
+    def action_reread(self) -> None:
+        self.all_books = None
+        self.reload()
+
     def reload(self) -> None:
         from opsconsole.runbooks import list_runbooks
 
+        if self.all_books is None:
+            self.all_books = list(list_runbooks(self.ctx.config))
         text = self.query_one("#rb-filter", Input).value.lower()
-        self.books = [
-            b for b in list_runbooks(self.ctx.config) if text in f"{b.name} {b.description}".lower()
-        ]
-        table = self.query_one("#rb-table", DataTable)
-        table.clear()
-        for b in self.books:
-            desc = f"✖ invalid: {b.error}" if getattr(b, "error", None) else b.description
-            table.add_row(b.name, desc, key=b.name)
-        self.reload_runs()
+        books = [b for b in self.all_books if text in f"{b.name} {b.description}".lower()]
+        if [b.name for b in books] != [b.name for b in self.books] or not books:
+            self.books = books
+            table = self.query_one("#rb-table", DataTable)
+            table.clear()
+            for b in self.books:
+                desc = f"✖ invalid: {b.error}" if getattr(b, "error", None) else b.description
+                table.add_row(b.name, " ".join(str(desc).split()), key=b.name)
+        self._filter_runs()
         self._detail()
 
     def reload_runs(self) -> None:
         from opsconsole.runbooks.state import list_runs
 
+        self.all_runs = list_runs(self.ctx.db, limit=100)
+        self._filter_runs()
+
+    def _filter_runs(self) -> None:
         text = self.query_one("#rb-filter", Input).value.lower()
         rows = [
             r
-            for r in list_runs(self.ctx.db, limit=100)
+            for r in self.all_runs
             if text in f"{r['id']} {r['runbook']} {r['status']} {r['actor']}".lower()
         ]
         table = self.query_one("#run-table", DataTable)
@@ -92,11 +113,11 @@ class RunbooksScreen(OpsScreen):
         table.clear()
         for r in rows:
             table.add_row(
+                state_text(r["status"]),
                 r["id"],
                 r["runbook"],
-                state_text(r["status"]),
                 r["actor"],
-                local_time(r["started_at"]),
+                local_time(r["started_at"], now=self.ctx.clock()),
                 key=r["id"],
             )
         if rows:
@@ -150,7 +171,18 @@ class RunbooksScreen(OpsScreen):
         if book is None:
             detail.update("no runbooks found")
             return
-        detail.update(_render_book(book))
+        detail.update(self._book_detail(book))
+
+    def _book_detail(self, book: Any) -> Any:
+        # Parsed once per file version: moving the cursor or filtering never re-reads it.
+        try:
+            key = (str(book.path), book.path.stat().st_mtime_ns)
+        except OSError:
+            key = (str(book.path), 0)
+        cached = self._details.get(key)
+        if cached is None:
+            cached = self._details[key] = _render_book(book)
+        return cached
 
     # --- actions -------------------------------------------------------------------
 
@@ -160,13 +192,14 @@ class RunbooksScreen(OpsScreen):
         self._detail()
 
     def action_launch_runbook(self) -> None:
-        from opsconsole.tui.screens.launch import offer_launch
+        from opsconsole.tui.run_control import offer_launch
 
         book = self.selected_book()
         if book is not None:
             offer_launch(self.app, str(book.path), {})  # type: ignore[arg-type]
 
     def action_plan(self) -> None:
+        from opsconsole.errors import OpsError
         from opsconsole.runbooks import load_runbook
         from opsconsole.tui.screens.launch import LaunchModal
         from opsconsole.tui.screens.plan import PlanScreen
@@ -174,20 +207,30 @@ class RunbooksScreen(OpsScreen):
         book = self.selected_book()
         if book is None:
             return
-        rb = load_runbook(book.path)
+        try:
+            rb = load_runbook(book.path)
+        except OpsError as exc:
+            self.app.notify(str(exc), severity="error", timeout=10)
+            return
 
         def go(answer: object) -> None:
             if isinstance(answer, tuple):
                 self.app.push_screen(PlanScreen(rb, answer[1]))
 
+        regions = (
+            [(rid, r.name) for rid, r in self.ctx.config.inventory.regions.items()]
+            if self.ctx.config is not None
+            else []
+        )
         self.app.push_screen(
-            LaunchModal(rb, {}, note="enter or ctrl+d: plan (dry run)"), callback=go
+            LaunchModal(rb, {}, note="nothing changes: a dry run", regions=regions, mode="plan"),
+            callback=go,
         )
 
     def action_open_run(self) -> None:
         from opsconsole.runbooks.state import get_steps
+        from opsconsole.tui.run_control import open_run
         from opsconsole.tui.runs import RunHandle
-        from opsconsole.tui.screens.run_view import RunScreen
 
         r = self.selected_run()
         if r is None:
@@ -209,13 +252,14 @@ class RunbooksScreen(OpsScreen):
                     handle.add_log(f"── {row.step_id} ({row.status})")
                     for line in row.output.splitlines()[-50:]:
                         handle.add_log(f"  {line}")
-        self.app.push_screen(RunScreen(handle))
+        open_run(self.app, handle)  # type: ignore[arg-type]
 
     def action_resume_run(self) -> None:
-        from opsconsole.tui.screens.launch import resume_run
+        from opsconsole.tui.run_control import resume_run
 
         r = self.selected_run()
         if r is None:
+            self.app.notify("no run selected: tab moves to the runs list", severity="warning")
             return
         if r["status"] not in ("interrupted", "waiting_approval", "running"):
             self.app.notify(
@@ -225,11 +269,13 @@ class RunbooksScreen(OpsScreen):
         resume_run(self.app, r["id"])  # type: ignore[arg-type]
 
     def action_approve_run(self) -> None:
-        from opsconsole.tui.screens.launch import approve_run
+        from opsconsole.tui.run_control import approve_run
 
         r = self.selected_run()
-        if r is not None:
-            approve_run(self.app, r["id"])  # type: ignore[arg-type]
+        if r is None or r["status"] != "waiting_approval":
+            self.app.notify("select a run that waits for approval", severity="warning")
+            return
+        approve_run(self.app, r["id"])  # type: ignore[arg-type]
 
 
 def _render_book(info: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from rich.text import Text
 
@@ -13,6 +14,9 @@ __all__ = [
     "ago",
     "countdown",
     "local_time",
+    "outcome_text",
+    "served_by_text",
+    "severity_rank",
     "sparkline",
     "state_text",
 ]
@@ -23,6 +27,7 @@ STATE_STYLE: dict[str, tuple[str, str, str]] = {
     "degraded": ("▲", "DEGRADED", "bold yellow"),
     "down": ("✖", "DOWN", "bold red"),
     "unknown": ("?", "unknown", "dim"),
+    "flapping": ("↯", "FLAPPING", "bold magenta"),
     # runbook steps and runs
     "pending": ("·", "pending", "dim"),
     "running": ("▶", "running", "bold cyan"),
@@ -38,6 +43,47 @@ STATE_STYLE: dict[str, tuple[str, str, str]] = {
 }
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
+
+# Worst first: a state the model adds later (unknown to this table) sorts with "unknown".
+_RANK = {"down": 0, "flapping": 1, "degraded": 2, "unknown": 3, "ok": 5}
+
+
+def severity_rank(state: str) -> int:
+    return _RANK.get(state, 4)
+
+
+# Audit outcomes: a success is marked as one (``✔ passed``), a failure with a cross;
+# anything else (``pending``, ``waiting_approval``...) with a neutral dot.
+GOOD_OUTCOMES = frozenset(
+    {"ok", "passed", "succeeded", "success", "approved", "done", "intact", "kept", "sent"}
+)
+BAD_OUTCOMES = frozenset(
+    {
+        "failed",
+        "failure",
+        "error",
+        "denied",
+        "refused",
+        "tampered",
+        "timed_out",
+        "aborted",
+        "missed",
+        "rejected",
+        "interrupted",
+        "not_kept",
+    }
+)
+
+
+def outcome_text(outcome: str) -> Text:
+    """``ok`` stays quiet; other outcomes get a symbol that matches their meaning."""
+    if outcome == "ok":
+        return Text("ok", style="dim")
+    if outcome in GOOD_OUTCOMES:
+        return Text(f"✔ {outcome}", style="green")
+    if outcome in BAD_OUTCOMES:
+        return Text(f"✖ {outcome}", style="bold red")
+    return Text(f"· {outcome}")
 
 
 def state_text(state: str, *, short: bool = False) -> Text:
@@ -104,3 +150,10 @@ def countdown(due: datetime | str, now: datetime) -> Text:
         return Text(f"OVERDUE {_span(left.total_seconds())}", style="bold red")
     style = "bold yellow" if left.total_seconds() < 3600 else ""
     return Text(f"{_span(left.total_seconds())} left", style=style)
+
+
+def served_by_text(info: Any, now: datetime | None = None) -> str:
+    """``served by eu-central-1 since 23:18:05 (run 20261128-231805-ab12cd)``."""
+    since = f" since {local_time(info.finished_at, now=now)}" if info.finished_at else ""
+    drill = ", drill" if info.mode == "drill" else ""
+    return f"served by {info.target or 'its standby'}{since} (run {info.run_id}{drill})"

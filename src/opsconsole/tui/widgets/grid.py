@@ -16,9 +16,14 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from opsconsole.timeutil import utcnow
 from opsconsole.tui.feed import HealthSnapshot, RegionView, TargetView
-from opsconsole.tui.widgets.common import STATE_STYLE, ago, local_time, sparkline
+from opsconsole.tui.widgets.common import (
+    STATE_STYLE,
+    ago,
+    local_time,
+    severity_rank,
+    sparkline,
+)
 
 __all__ = ["GridRow", "HealthGrid"]
 
@@ -72,6 +77,7 @@ class HealthGrid(Widget, can_focus=True):
         self.offset_row = 0
         self.now: datetime | None = None  # fixed "now" for snapshots; None = real time
         self.failovers: dict[str, Any] = {}  # region -> runbooks.failovers.FailoverInfo
+        self.worst_first = True  # ``s`` toggles inventory order
 
     # --- data --------------------------------------------------------------------
 
@@ -105,8 +111,14 @@ class HealthGrid(Widget, can_focus=True):
         by_region: dict[str, list[TargetView]] = {}
         for t in self.snapshot.targets:
             by_region.setdefault(t.region, []).append(t)
+        regions = list(self.snapshot.regions)
+        if self.worst_first:
+            # Stable sorts: inventory order among equals, so rows do not jump around.
+            regions.sort(key=lambda r: severity_rank(r.state))
+            for targets in by_region.values():
+                targets.sort(key=lambda t: severity_rank(t.state))
         rows: list[GridRow] = []
-        for region in self.snapshot.regions:
+        for region in regions:
             targets = [t for t in by_region.get(region.id, []) if self._matches(region, t)]
             if targets or self._matches(region, None):
                 rows.append(GridRow(region))
@@ -131,6 +143,22 @@ class HealthGrid(Widget, can_focus=True):
     def action_move(self, delta: int) -> None:
         if self.rows:
             self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
+
+    def set_worst_first(self, on: bool) -> None:
+        self.worst_first = on
+        self._rebuild(keep=self.current_row)
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        return len(self.rows) + 1 if self.rows else 2
+
+    def on_click(self, event: Any) -> None:
+        """Mouse: a click selects the row; a click on the selected row opens it."""
+        index = self.offset_row + event.y - 1
+        if event.y >= 1 and 0 <= index < len(self.rows):
+            if index == self.cursor:
+                self.action_select()
+            else:
+                self.cursor = index
 
     def action_select(self) -> None:
         row = self.current_row
@@ -170,21 +198,21 @@ class HealthGrid(Widget, can_focus=True):
             if wide:
                 cols.append("LAST ERROR")
             return self._strip(
-                list(zip(cols, [_BOLD] * len(cols), strict=True)), hist, wide, width, None
+                list(zip(cols, [_BOLD] * len(cols), strict=True)), hist, wide, width, _PLAIN
             )
         index = self.offset_row + y - 1
         if not self.rows:
             if y == 1:
                 note = self.snapshot.note or "waiting for the first sweep…"
-                return Strip([Segment(note[:width], _DIM)]).extend_cell_length(width)
-            return Strip.blank(width)
+                return Strip([Segment(note[:width], _DIM)]).extend_cell_length(width, _PLAIN)
+            return Strip.blank(width, _PLAIN)
         if index >= len(self.rows):
-            return Strip.blank(width)
-        row_style = None
+            return Strip.blank(width, _PLAIN)
+        row_style = _PLAIN
         if index == self.cursor:
             row_style = _CURSOR if self.has_focus else _UNDERLINE
         return self._strip(
-            self._cells(self.rows[index], self.now or utcnow(), hist, wide),
+            self._cells(self.rows[index], self.now or self.app.ctx.clock(), hist, wide),
             hist,
             wide,
             width,
@@ -197,7 +225,7 @@ class HealthGrid(Widget, can_focus=True):
         hist: int,
         wide: bool,
         width: int,
-        row_style: Style | None,
+        row_style: Style,
     ) -> Strip:
         widths = [16, 11, 6, 6, 6, hist, 7] + ([32] if wide else [])
         right = {2, 3, 4}
@@ -212,8 +240,8 @@ class HealthGrid(Widget, can_focus=True):
             if len(text) > w:
                 text = text[: w - 1] + "…"
             text = text.rjust(w) if i in right else text.ljust(w)
-            if row_style is not None:
-                style = row_style if style is None else style + row_style
+            # Never a None style: Textual's monochrome filter (NO_COLOR) reads .color.
+            style = row_style if style is None else style + row_style
             segments.append(Segment(text, style))
             segments.append(Segment(" ", row_style))
         return Strip(list(Segment.simplify(segments))).crop_extend(0, width, row_style)
@@ -274,6 +302,7 @@ class HealthGrid(Widget, can_focus=True):
         self.refresh()
 
 
+_PLAIN = Style()
 _BOLD = Style(bold=True)
 _DIM = Style(dim=True)
 _RED = Style(color="red")

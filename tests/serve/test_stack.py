@@ -79,8 +79,15 @@ def test_alertmanager_posts_and_prometheus_scrapes(tmp_path: Path) -> None:
         assert series[0]["value"][1] == "1"
         head = _query(prom.url, "opsconsole_audit_head_seq")
         assert int(head[0]["value"][1]) > 0
-        received = _query(prom.url, "opsconsole_alertmanager_webhooks_total")
-        assert {r["metric"]["result"] for r in received} >= {"declared", "unchanged", "noted"}
+        # The resolve was noted after Prometheus's last scrape, maybe: wait for the next one.
+        wait_until(
+            lambda: {
+                r["metric"]["result"]
+                for r in _query(prom.url, "opsconsole_alertmanager_webhooks_total")
+            }
+            >= {"declared", "unchanged", "noted"},
+            timeout=60,
+        )
         assert _query(prom.url, "opsconsole_audit_verify_ok")[0]["value"][1] == "1"
         assert _query(prom.url, 'opsconsole_outbox_messages{status="pending"}')
     finally:

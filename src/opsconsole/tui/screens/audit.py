@@ -46,6 +46,7 @@ class AuditScreen(OpsScreen):
         super().__init__()
         self.rows: list[dict[str, Any]] = []
         self.verify_worker: Any = None
+        self.dirty = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,11 +71,15 @@ class AuditScreen(OpsScreen):
         self.app.change_listeners.append(self._changed)  # type: ignore[attr-defined]
 
     def _changed(self, changes: list[Any]) -> None:
-        if self.app.screen is self:  # drawn again on resume otherwise
+        if self.app.screen is self:
             self.reload()
+        else:  # drawn again when the person comes back, not before
+            self.dirty = True
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        # Only what changed since: an unchanged log is not re-read on every `5`.
+        if self.dirty:
+            self.reload()
 
     def action_reload(self) -> None:
         self.reload()
@@ -107,6 +112,7 @@ class AuditScreen(OpsScreen):
         if words:
             rows = [r for r in rows if all(w in _haystack(r) for w in words)]
         self.rows = rows
+        self.dirty = False
         table = self.query_one(DataTable)
         table.clear()
         keep = table.cursor_row

@@ -74,7 +74,7 @@ def init(
 
     source = shipped_dir("config")
     target = directory if directory is not None else user_config_dir()
-    files = sorted(p for p in source.glob("*.yaml") if p.is_file())
+    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix in (".yaml", ".example"))
     if not files:
         raise OpsError(f"no example config found in {source} (a broken installation?)")
     clashes = [target / p.name for p in files if (target / p.name).exists()]

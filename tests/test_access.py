@@ -22,7 +22,7 @@ from opsconsole.events import EventBus
 from opsconsole.identity import current, os_user
 from opsconsole.operator import UnattendedOperator
 from opsconsole.runbooks import RunEnv, decide_approval, resume_run, start_run
-from opsconsole.runbooks.approvals import ApprovalError
+from opsconsole.runbooks.approvals import ApprovalError, unproven_decisions
 from opsconsole.runbooks.loader import load_runbook
 from opsconsole.store import open_db
 from tests import accounts
@@ -389,10 +389,17 @@ def test_table_edit_of_run_approvals_approves_nothing(site: dict[str, Any]) -> N
     assert "the table was edited" in (again.error or "")
     [event] = _events(site["db"], "runbook.approval.unproven")
     assert event["outcome"] == "denied"
+    edited = unproven_decisions(_as(site, "x"))
+    assert [(a.run_id, a.decision, a.decided_by) for a in edited] == [
+        (run.run_id, "approved", "bob")
+    ]
     # A real approval still works afterwards (a fresh request was opened).
     decide_approval(site["db"], _as(site, "bob"), run.run_id, approve=True)
     done = asyncio.run(resume_run(run.run_id, env=_env(site, "alice"), operator=op))
     assert done.status == "succeeded"
+    # The real decision is backed by the chain; only the edited row is reported.
+    assert [a.decided_by for a in unproven_decisions(_as(site, "x"))] == ["bob"]
+    assert len(unproven_decisions(_as(site, "x"))) == 1
 
 
 def test_forged_audit_row_with_wrong_hash_approves_nothing(site: dict[str, Any]) -> None:

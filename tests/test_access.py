@@ -393,6 +393,10 @@ def test_table_edit_of_run_approvals_approves_nothing(site: dict[str, Any]) -> N
     assert [(a.run_id, a.decision, a.decided_by) for a in edited] == [
         (run.run_id, "approved", "bob")
     ]
+    site["policy"].unlink()
+    verify = cli("--config", str(site["cfg"]), "audit", "verify")
+    assert verify.exit_code == 6, verify.output
+    assert f"run_approvals TAMPERED: {run.run_id}/requires-approval says approved" in verify.stderr
     # A real approval still works afterwards (a fresh request was opened).
     decide_approval(site["db"], _as(site, "bob"), run.run_id, approve=True)
     done = asyncio.run(resume_run(run.run_id, env=_env(site, "alice"), operator=op))

@@ -562,3 +562,19 @@ def test_scheduler_records_its_service_identity_and_os_account(site: dict[str, A
     assert start["actor"] == "scheduler"
     assert start["details"]["os_user"] == os_user()
     assert start["details"]["on_behalf_of"] == "bob"
+
+
+def test_access_show_names_account_roles_and_policy(site: dict[str, Any]) -> None:
+    me = os_user()
+    site["policy"].write_text(
+        site["policy"].read_text().replace("users: [audra]", f"users: [{me}]")
+    )
+    result = cli("--config", str(site["cfg"]), "--as", "ceo", "access", "show", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["account"] == me and data["on_behalf_of"] == "ceo"
+    assert data["roles"] == ["auditor"]
+    assert data["permissions"] == ["audit.verify"]
+    assert data["policy"]["sha256"]
+    text = cli("--config", str(site["cfg"]), "access", "show")
+    assert "auditor: audit.verify" in text.stdout

@@ -578,3 +578,14 @@ def test_access_show_names_account_roles_and_policy(site: dict[str, Any]) -> Non
     assert data["policy"]["sha256"]
     text = cli("--config", str(site["cfg"]), "access", "show")
     assert "auditor: audit.verify" in text.stdout
+
+
+def test_serve_with_the_scheduler_needs_scheduler_run(site: dict[str, Any], tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t" * 40)
+    result = cli(
+        "--config", str(site["cfg"]), "serve", "--scheduler", "--port", "0",
+        "--token-file", str(token),
+    )  # fmt: skip
+    assert result.exit_code == 8, result.output
+    assert "missing permission scheduler.run" in result.stderr

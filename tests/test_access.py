@@ -589,3 +589,18 @@ def test_serve_with_the_scheduler_needs_scheduler_run(site: dict[str, Any], tmp_
     )  # fmt: skip
     assert result.exit_code == 8, result.output
     assert "missing permission scheduler.run" in result.stderr
+
+
+def test_unlocking_anothers_run_lock_needs_permission(site: dict[str, Any]) -> None:
+    from opsconsole.runbooks.locks import release_lock
+
+    text = GATED.format(name="deploy-locked") + 'lock: "deploy:{{ region }}"\n'
+    (site["cfg"] / "runbooks" / "deploy-locked.yaml").write_text(text)
+    _apply(site)
+    run = _run(site, "alice", "deploy-locked", "stg-1")
+    assert run.status == "waiting_approval"
+    db, cfg = site["db"], site["config"]
+    with pytest.raises(AccessDenied, match=r"missing permission runbook\.unlock-others"):
+        release_lock(db, _as(site, "bob"), "deploy:stg-1", force=True, config=cfg)
+    held = release_lock(db, _as(site, "carol"), "deploy:stg-1", force=True, config=cfg)
+    assert held.run_id == run.run_id

@@ -604,3 +604,15 @@ def test_unlocking_anothers_run_lock_needs_permission(site: dict[str, Any]) -> N
         release_lock(db, _as(site, "bob"), "deploy:stg-1", force=True, config=cfg)
     held = release_lock(db, _as(site, "carol"), "deploy:stg-1", force=True, config=cfg)
     assert held.run_id == run.run_id
+
+
+def test_aborting_anothers_run_needs_permission(site: dict[str, Any]) -> None:
+    from opsconsole.runbooks import abort_run
+
+    _apply(site)
+    run = _run(site, "alice", "deploy-web", "stg-1")
+    with pytest.raises(AccessDenied, match=r"missing permission runbook\.abort-others"):
+        abort_run(run.run_id, env=_env(site, "bob"))
+    [event] = _events(site["db"], "runbook.abort-others")
+    assert (event["actor"], event["outcome"]) == ("bob", "denied")
+    assert abort_run(run.run_id, env=_env(site, "carol")).status == "aborted"

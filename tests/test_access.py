@@ -22,7 +22,7 @@ from opsconsole.events import EventBus
 from opsconsole.identity import current, os_user
 from opsconsole.operator import UnattendedOperator
 from opsconsole.runbooks import RunEnv, decide_approval, resume_run, start_run
-from opsconsole.runbooks.approvals import ApprovalError
+from opsconsole.runbooks.approvals import ApprovalError, unproven_decisions
 from opsconsole.runbooks.loader import load_runbook
 from opsconsole.store import open_db
 from tests import accounts
@@ -389,10 +389,21 @@ def test_table_edit_of_run_approvals_approves_nothing(site: dict[str, Any]) -> N
     assert "the table was edited" in (again.error or "")
     [event] = _events(site["db"], "runbook.approval.unproven")
     assert event["outcome"] == "denied"
+    edited = unproven_decisions(_as(site, "x"))
+    assert [(a.run_id, a.decision, a.decided_by) for a in edited] == [
+        (run.run_id, "approved", "bob")
+    ]
+    site["policy"].unlink()
+    verify = cli("--config", str(site["cfg"]), "audit", "verify")
+    assert verify.exit_code == 6, verify.output
+    assert f"run_approvals TAMPERED: {run.run_id}/requires-approval says approved" in verify.stderr
     # A real approval still works afterwards (a fresh request was opened).
     decide_approval(site["db"], _as(site, "bob"), run.run_id, approve=True)
     done = asyncio.run(resume_run(run.run_id, env=_env(site, "alice"), operator=op))
     assert done.status == "succeeded"
+    # The real decision is backed by the chain; only the edited row is reported.
+    assert [a.decided_by for a in unproven_decisions(_as(site, "x"))] == ["bob"]
+    assert len(unproven_decisions(_as(site, "x"))) == 1
 
 
 def test_forged_audit_row_with_wrong_hash_approves_nothing(site: dict[str, Any]) -> None:
@@ -551,3 +562,57 @@ def test_scheduler_records_its_service_identity_and_os_account(site: dict[str, A
     assert start["actor"] == "scheduler"
     assert start["details"]["os_user"] == os_user()
     assert start["details"]["on_behalf_of"] == "bob"
+
+
+def test_access_show_names_account_roles_and_policy(site: dict[str, Any]) -> None:
+    me = os_user()
+    site["policy"].write_text(
+        site["policy"].read_text().replace("users: [audra]", f"users: [{me}]")
+    )
+    result = cli("--config", str(site["cfg"]), "--as", "ceo", "access", "show", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["account"] == me and data["on_behalf_of"] == "ceo"
+    assert data["roles"] == ["auditor"]
+    assert data["permissions"] == ["audit.verify"]
+    assert data["policy"]["sha256"]
+    text = cli("--config", str(site["cfg"]), "access", "show")
+    assert "auditor: audit.verify" in text.stdout
+
+
+def test_serve_with_the_scheduler_needs_scheduler_run(site: dict[str, Any], tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t" * 40)
+    result = cli(
+        "--config", str(site["cfg"]), "serve", "--scheduler", "--port", "0",
+        "--token-file", str(token),
+    )  # fmt: skip
+    assert result.exit_code == 8, result.output
+    assert "missing permission scheduler.run" in result.stderr
+
+
+def test_unlocking_anothers_run_lock_needs_permission(site: dict[str, Any]) -> None:
+    from opsconsole.runbooks.locks import release_lock
+
+    text = GATED.format(name="deploy-locked") + 'lock: "deploy:{{ region }}"\n'
+    (site["cfg"] / "runbooks" / "deploy-locked.yaml").write_text(text)
+    _apply(site)
+    run = _run(site, "alice", "deploy-locked", "stg-1")
+    assert run.status == "waiting_approval"
+    db, cfg = site["db"], site["config"]
+    with pytest.raises(AccessDenied, match=r"missing permission runbook\.unlock-others"):
+        release_lock(db, _as(site, "bob"), "deploy:stg-1", force=True, config=cfg)
+    held = release_lock(db, _as(site, "carol"), "deploy:stg-1", force=True, config=cfg)
+    assert held.run_id == run.run_id
+
+
+def test_aborting_anothers_run_needs_permission(site: dict[str, Any]) -> None:
+    from opsconsole.runbooks import abort_run
+
+    _apply(site)
+    run = _run(site, "alice", "deploy-web", "stg-1")
+    with pytest.raises(AccessDenied, match=r"missing permission runbook\.abort-others"):
+        abort_run(run.run_id, env=_env(site, "bob"))
+    [event] = _events(site["db"], "runbook.abort-others")
+    assert (event["actor"], event["outcome"]) == ("bob", "denied")
+    assert abort_run(run.run_id, env=_env(site, "carol")).status == "aborted"

@@ -38,7 +38,7 @@ from opsconsole.errors import ExitCode, OpsError
 from opsconsole.identity import SCHEDULER, groups_of
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
 
     from opsconsole.audit import AuditLog
 
@@ -213,33 +213,37 @@ def load_policy_file(path: Path, text: str | None = None) -> AccessPolicy:
 
 
 def proven_event(
-    audit: AuditLog, actions: Iterable[str], target: str | None = None
+    audit: AuditLog,
+    actions: Iterable[str],
+    target: str | None = None,
+    where: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any] | None:
     """The newest event of ``actions`` (on ``target``) whose own hash checks out.
 
     Decisions the engine acts on are read from here, not from mutable tables: a row
     whose hash does not match its content is an edit and is ignored."""
-    from opsconsole.audit import _digest
+    from opsconsole.audit import _FIELDS, _digest
 
     names = list(actions)
+    cols = (*_FIELDS, "prev_hash", "hash")
     sql = (
-        "SELECT seq, ts, actor, interface, action, target, details, outcome, alg, "
-        f"prev_hash, hash FROM audit_events WHERE action IN ({', '.join('?' * len(names))})"
+        f"SELECT {', '.join(cols)} FROM audit_events "
+        f"WHERE action IN ({', '.join('?' * len(names))})"
     )
     args: list[Any] = list(names)
     if target is not None:
         sql += " AND target = ?"
         args.append(target)
-    cols = ("seq", "ts", "actor", "interface", "action", "target", "details", "outcome", "alg")
     for row in audit.db.execute(sql + " ORDER BY seq DESC", args).fetchall():
-        event = dict(zip((*cols, "prev_hash", "hash"), row, strict=True))
+        event = dict(zip(cols, row, strict=True))
         try:
             ok = _digest(event, event["prev_hash"], audit.key) == event["hash"]
         except OpsError:
             ok = False
         if ok:
             event["details"] = json.loads(event["details"] or "{}")
-            return event
+            if where is None or where(event):
+                return event
     return None
 
 

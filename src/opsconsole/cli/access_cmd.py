@@ -68,6 +68,12 @@ def show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
             f"{record.applied_by} (audit event {record.seq})"
         )
     out.print(f"roles: {', '.join(roles) or '-'}")
+    for name in roles if record is not None else []:
+        for g in record.policy.roles[name].grants():  # type: ignore[union-attr]
+            scope = ""
+            if any(p.startswith("runbook.") for p in g.permissions):
+                scope = f" (runbooks {', '.join(g.runbooks)}; {', '.join(g.environments)})"
+            out.print(f"  {name}: {', '.join(g.permissions)}{scope}", markup=False)
     out.print("may (unscoped check; runbook grants may be limited to names/environments):")
     for p in PERMISSIONS:
         mark = "yes" if p in allowed else "no "

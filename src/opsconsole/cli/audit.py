@@ -174,8 +174,9 @@ def verify_(
         "ok" if result.ok else result.outcome,
     )
     _report(result, as_json=as_json, unrecorded=unrecorded)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    edited = _unproven_approvals()
+    if result.exit_code or edited:
+        raise typer.Exit(result.exit_code or 6)
 
 
 def _report(result: VerifyResult, *, as_json: bool, unrecorded: str | None) -> None:
@@ -198,6 +199,28 @@ def _report(result: VerifyResult, *, as_json: bool, unrecorded: str | None) -> N
     assert p is not None
     label = "TAMPERED" if p.exit_code == 6 else "NOT VERIFIED"
     typer.echo(f"audit log {label}: {p.kind} at seq {p.seq}: {p.message}{note}", err=True)
+
+
+def _unproven_approvals() -> int:
+    """Approval decisions in ``run_approvals`` that the chain does not back: the table
+    was edited (the engine ignores them; verify reports them, exit 6)."""
+    import sqlite3
+
+    from opsconsole.audit import AuditLog
+    from opsconsole.runbooks.approvals import unproven_decisions
+
+    reader = AuditLog(state.readonly_db(), key=state.audit_key())
+    try:
+        edited = unproven_decisions(reader)
+    except sqlite3.OperationalError:  # a database without runbook tables: nothing to check
+        return 0
+    for a in edited:
+        typer.echo(
+            f"run_approvals TAMPERED: {a.run_id}/{a.step_id} says {a.decision} by "
+            f"{a.decided_by}, but no such decision is in the audit log",
+            err=True,
+        )
+    return len(edited)
 
 
 class Format(StrEnum):

@@ -83,8 +83,8 @@ def serve(
     event on stdout. SIGTERM/SIGINT stop it."""
     import asyncio
 
+    from opsconsole.access import authorize
     from opsconsole.errors import OpsError
-    from opsconsole.identity import os_user
     from opsconsole.notify import channel_secret
     from opsconsole.serve.app import ServeOptions, Server
 
@@ -92,6 +92,11 @@ def serve(
         raise OpsError("give both --tls-cert and --tls-key, or neither", exit_code=2)
     token = _token(token_file)
     config = state.config()
+    # The OS account running serve acts (opening the audit log applies access.yaml);
+    # running the drill scheduler inside it needs the same permission as `scheduler`.
+    audit = state.audit()
+    if scheduler:
+        authorize(audit, "scheduler.run", target="serve")
     for channel in config.settings.notifications.channels:
         channel_secret(channel, config)  # a missing secret stops here, not in the worker
     opts = ServeOptions(
@@ -105,7 +110,7 @@ def serve(
         scheduler=scheduler,
         rules=rules,
         tick_seconds=tick,
-        actor=os_user(),  # the service's own OS account, never a flag
+        actor=audit.actor,  # the service's own OS account, never a flag
     )
 
     def reload_config():  # type: ignore[no-untyped-def]

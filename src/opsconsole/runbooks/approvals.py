@@ -29,6 +29,7 @@ __all__ = [
     "pending_approval",
     "proven_decision",
     "request_approval",
+    "unproven_decisions",
 ]
 
 
@@ -82,9 +83,13 @@ def request_approval(
             "VALUES (?, ?, ?, ?, ?)",
             [run_id, step_id, message, audit.actor, isoformat(utcnow())],
         )
-        audit.record("runbook.approval.requested", f"{run_id}/{step_id}", {"message": message})
-    found = _latest(db, run_id, step_id)
-    assert found is not None
+        found = _latest(db, run_id, step_id)
+        assert found is not None
+        audit.record(
+            "runbook.approval.requested",
+            f"{run_id}/{step_id}",
+            {"message": message, "approval_id": found.id},
+        )
     return found
 
 
@@ -152,7 +157,12 @@ def decide_approval(
         audit.record(
             action,
             target,
-            {"comment": comment, "requested_by": pending.requested_by, "run_actor": run.actor},
+            {
+                "comment": comment,
+                "requested_by": pending.requested_by,
+                "run_actor": run.actor,
+                "approval_id": pending.id,
+            },
         )
     decided = _latest(db, run.id, pending.step_id)
     assert decided is not None
@@ -193,3 +203,22 @@ def proven_decision(audit: AuditLog, run_id: str, step_id: str) -> Decision | No
         comment=det.get("comment"),
         seq=int(event["seq"]),
     )
+
+
+def unproven_decisions(audit: AuditLog) -> list[Approval]:
+    """Decided ``run_approvals`` rows that the audit chain does not back (the table was
+    edited): for ``audit verify`` or a report. The engine ignores them anyway."""
+    from opsconsole.access import proven_event
+
+    out = []
+    for row in list(audit.db.query("SELECT * FROM run_approvals WHERE decision != 'pending'")):
+        a = Approval(**row)
+        proof = proven_event(
+            audit,
+            [f"runbook.approval.{a.decision}"],
+            f"{a.run_id}/{a.step_id}",
+            lambda e, a=a: e["outcome"] == "ok" and e["details"].get("approval_id") == a.id,
+        )
+        if proof is None or proof["actor"] != a.decided_by:
+            out.append(a)
+    return out

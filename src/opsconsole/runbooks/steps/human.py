@@ -1,7 +1,9 @@
 """Steps that need a person: ``manual``, ``input`` and the durable ``approval``.
 
-In a drill, these run unattended only with ``drill: auto-confirm`` (the operator gets
-``auto_ok=True`` / a default); otherwise an unattended operator raises ``NeedsAPerson``.
+In a drill, ``manual`` and ``input`` run unattended only with ``drill: auto-confirm`` (the
+operator gets ``auto_ok=True`` / a default); otherwise an unattended operator raises
+``NeedsAPerson``. An ``approval`` is never auto-answered: an unattended drill fails there
+("needs approval at step X"), an attended one waits for a second person like any run.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ Clients:
 
 Then TCP connect probes (monitor vs a bare ``loop.create_connection`` gather) and the
 event-loop lag while the monitor sweeps ``--lag-endpoints`` endpoints, on the same loop and
-in its own thread (as the console's MonitorFeed runs it).
+in its own thread (as the console's MonitorFeed runs it), and the console's
+key-press-to-screen latency while its monitor sweeps that many endpoints (bench/tui.py's
+pseudo-terminal harness) against the same console probing nothing.
 
 Run: ``python bench/probes.py [--sizes 100,1000,5000,10000] [--rounds 3]
 [--concurrency 200] [--delay-ms 50] [--servers 2]``. Not part of pytest.
@@ -323,40 +325,53 @@ async def _tcp_gather(addrs: list[tuple[str, int]], c: int) -> Any:
     return await _timed(lambda: asyncio.gather(*(one(a) for a in addrs)), lambda: 0.0)
 
 
-def _lag(endpoints: list[dict[str, Any]], c: int, threaded: bool) -> Any:
-    """Lateness of a 10 ms ticker on this loop while the monitor sweeps (timed sweep)."""
+def _lag(endpoints: list[dict[str, Any]] | None, c: int, threaded: bool) -> Any:
+    """Lateness of a 10 ms ticker on this loop during two warm monitor sweeps (the
+    monitor on this loop, or in its own thread and loop as the console runs it)."""
     from opsconsole.health.monitor import Monitor
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = _config(Path(d), endpoints, c)
+        cfg = _config(Path(d), endpoints or [], c)
+    warm = threading.Event()
 
-    async def sweeps(n: int) -> None:
+    async def sweeps() -> None:
         async with Monitor(cfg, notify=False) as mon:
-            for _ in range(n):
+            await mon.sweep()  # start-up: imports, SSL context, connections
+            warm.set()
+            for _ in range(2):
                 await mon.sweep()
 
     async def main() -> Any:
         lags: list[float] = []
-        stop = asyncio.Event()
 
         async def ticker() -> None:
-            while not stop.is_set():
+            while True:
                 t0 = time.perf_counter()
                 await asyncio.sleep(0.01)
                 lags.append((time.perf_counter() - t0 - 0.01) * 1000)
 
-        tick = asyncio.create_task(ticker())
-        t0 = time.perf_counter()
-        if threaded:
-            th = threading.Thread(target=lambda: asyncio.run(sweeps(2)))
+        if endpoints is None:  # the machine's own noise: the ticker alone
+            tick = asyncio.create_task(ticker())
+            t0 = time.perf_counter()
+            await asyncio.sleep(5)
+        elif threaded:
+            th = threading.Thread(target=lambda: asyncio.run(sweeps()))
             th.start()
+            while not warm.is_set():
+                await asyncio.sleep(0.01)
+            tick = asyncio.create_task(ticker())
+            t0 = time.perf_counter()
             while th.is_alive():
                 await asyncio.sleep(0.05)
         else:
-            await sweeps(2)
+            job = asyncio.create_task(sweeps())
+            while not warm.is_set():
+                await asyncio.sleep(0)
+            tick = asyncio.create_task(ticker())
+            t0 = time.perf_counter()
+            await job
         wall = time.perf_counter() - t0
-        stop.set()
-        await tick
+        tick.cancel()
         lags.sort()
         return {
             "wall": wall,
@@ -368,6 +383,65 @@ def _lag(endpoints: list[dict[str, Any]], c: int, threaded: bool) -> Any:
         }
 
     return asyncio.run(main())
+
+
+def _console(urls: list[str], c: int) -> None:
+    """The console (Textual) with its health feed on a real monitor of these endpoints
+    (sweeping back to back: interval 1 s), or with no endpoints at all."""
+    import yaml
+
+    from opsconsole.config import load_config
+    from opsconsole.store import open_db
+    from opsconsole.tui.app import create_app
+    from opsconsole.tui.monitor_feed import MonitorFeed
+
+    d = Path(tempfile.mkdtemp(prefix="bench-console-"))
+    services = {
+        f"s{i}": {
+            "critical": False,
+            "objectives": {"latency_ms": 10000},
+            "endpoints": [{"url": u, "timeout_seconds": 30}],
+        }
+        for i, u in enumerate(urls)
+    }
+    region = {"name": "Bench", "environment": "test", "services": services}
+    (d / "inventory.yaml").write_text(yaml.safe_dump({"regions": {"bench": region}}))
+    probe = {"concurrency": c, "per_host_concurrency": c, "interval_seconds": 1, "window": 10}
+    (d / "settings.yaml").write_text(yaml.safe_dump({"probe": probe}))
+    cfg = load_config(d)
+    db_path = d / "bench.db"
+    db = open_db(db_path)
+    feed = MonitorFeed(cfg, db_path, actor="bench")
+    create_app(config=cfg, db=db, actor="bench", health_feed=feed).run()
+
+
+def keys(tmp: Path, ports: list[int], c: int, n: int, presses: int, seconds: float) -> None:
+    """Key-press-to-screen latency of the console (bench/tui.py's pty harness) while its
+    monitor sweeps n endpoints back to back, against the same console probing nothing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import tui  # bench/tui.py
+    except Exception as exc:  # bench/tui.py belongs to the console; say so, don't fail
+        print(f"key-to-screen: skipped ({exc})")
+        return
+    urls = [f"http://127.0.0.1:{ports[i % len(ports)]}/e/{i}" for i in range(n)]
+    spec = tmp / "spec-console.json"
+    spec.write_text(json.dumps({"urls": urls, "concurrency": c}))
+    me = [sys.executable, __file__, "--spec", str(spec), "--worker"]
+    print(f"\n== key-press-to-screen (`?` -> help screen), {presses} presses over {seconds:g} s ==")
+    for kind, label in (
+        ("console-idle", "console, no endpoints"),
+        ("console-monitor", f"console, monitor sweeping {n:,}"),
+    ):
+        try:
+            r = tui.measure(kind, [*me, kind], b"Fail over", presses, seconds)
+        except Exception as exc:
+            print(f"{label:34} failed: {exc}")
+            continue
+        print(
+            f"{label:34} median {r['median_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
+            f"max {r['max_ms']:.0f} ms, CPU {100 * r['cpu_share']:.0f} % of a core"
+        )
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -390,9 +464,12 @@ def worker(args: argparse.Namespace) -> None:
     elif kind == "tcp-gather":
         addrs = [(u.split("/")[2].split(":")[0], int(u.split("/")[2].split(":")[1])) for u in urls]
         res = asyncio.run(_tcp_gather(addrs, c))
-    elif kind in ("lag-same-loop", "lag-thread"):
+    elif kind in ("console-monitor", "console-idle"):
+        _console(urls if kind == "console-monitor" else [], c)
+        return
+    elif kind in ("lag-same-loop", "lag-thread", "lag-idle"):
         eps = [{"url": u, "timeout_seconds": 30} for u in urls]
-        res = _lag(eps, c, threaded=kind == "lag-thread")
+        res = _lag(None if kind == "lag-idle" else eps, c, threaded=kind == "lag-thread")
     else:
         raise SystemExit(f"unknown worker {kind}")
     res["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -437,6 +514,8 @@ def main() -> None:
     ap.add_argument("--servers", type=int, default=2)
     ap.add_argument("--httpx-max", type=int, default=1000)
     ap.add_argument("--lag-endpoints", type=int, default=5000)
+    ap.add_argument("--key-presses", type=int, default=10)
+    ap.add_argument("--key-seconds", type=float, default=30, help="0 skips key-to-screen")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -491,6 +570,8 @@ def main() -> None:
             report(n, results[n])
         scale(results)
         extras(tmp, flat, c, rounds, args.lag_endpoints)
+        if args.key_seconds > 0:
+            keys(tmp, flat, c, args.lag_endpoints, args.key_presses, args.key_seconds)
     finally:
         bb.close()
         for p in servers:
@@ -574,6 +655,7 @@ def extras(tmp: Path, ports: list[int], c: int, rounds: int, lag_n: int) -> None
     spec.write_text(json.dumps({"urls": urls, "concurrency": c}))
     print(f"\n== event-loop lag of a 10 ms ticker during two {lag_n:,}-endpoint sweeps ==")
     for k, label in (
+        ("lag-idle", "no monitor (machine noise)"),
         ("lag-same-loop", "monitor on the same loop"),
         ("lag-thread", "monitor in its own thread"),
     ):

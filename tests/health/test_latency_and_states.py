@@ -21,8 +21,12 @@ from tests.health.test_probes import _ssh_config
 
 async def test_latency_is_the_endpoints_not_the_queue(tmp_path: Path) -> None:
     # 1,000 endpoints answering after 50 ms, 200 at a time: five waves, so a probe of the
-    # last wave waits ~200 ms for its slot. The recorded latency must not include that
-    # wait (the old httpx prober reported such endpoints as "slow: 2,143 ms").
+    # last wave waits >= 200 ms for its slot. The recorded latency must not include that
+    # wait (the old httpx prober reported such endpoints as "slow: 2,143 ms"), and no probe
+    # may fail. On a quiet machine every latency is under 200 ms (bench/probes.py prints
+    # the largest); here the check is load-proof: the last wave must not be slower than
+    # the first by anything like the 200 ms it queued, and no latency may reach the queue
+    # time plus the first wave's own worst.
     server = DelayServerProcess(0.05)
     try:
         services = {
@@ -38,27 +42,20 @@ async def test_latency_is_the_endpoints_not_the_queue(tmp_path: Path) -> None:
             services,
             probe={"concurrency": 200, "per_host_concurrency": 200, "timeout_seconds": 30},
         )
-        worst: list[float] = []
         async with Monitor(cfg, notify=False) as mon:
-            # The first sweep opens the 200 connections; later ones reuse them. A clock
-            # that included the wait for a slot puts every probe of the last wave at
-            # >= 200 ms in *every* sweep; a scheduling hiccup of a loaded machine hits one
-            # sweep. So: no sweep may have a failure, and one of three warm sweeps must
-            # have every latency under 200 ms.
-            for sweep in range(4):
+            for sweep in range(3):  # the first opens the connections, later ones reuse them
                 snap = await mon.sweep()
-                targets = snap.targets()
+                targets = snap.targets()  # in inventory order: the order the slots go in
                 assert len(targets) == 1000
                 failed = [t.last_error for t in targets if t.history[-1] is None]
                 assert failed == [], f"sweep {sweep}: {len(failed)} failed: {failed[:3]}"
-                assert min(t.last_latency_ms or 0.0 for t in targets) >= 50
+                lat = [t.last_latency_ms or 0.0 for t in targets]
+                assert min(lat) >= 50
                 # Five waves really queued behind the limit of 200.
                 assert snap.sweep_seconds is not None and snap.sweep_seconds >= 0.25
-                if sweep:
-                    worst.append(max(t.last_latency_ms or 0.0 for t in targets))
-                    if worst[-1] < 200:
-                        break
-        assert min(worst) < 200, f"largest latency per sweep (ms): {worst}"
+                first, last = sorted(lat[:200]), sorted(lat[-200:])
+                assert last[100] - first[100] < 100, (sweep, first[100], last[100])
+                assert max(lat) < first[-1] + 200, (sweep, first[-1], max(lat))
     finally:
         server.close()
 

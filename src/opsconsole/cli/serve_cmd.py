@@ -84,7 +84,6 @@ def serve(
     import asyncio
 
     from opsconsole.errors import OpsError
-    from opsconsole.identity import os_user
     from opsconsole.notify import channel_secret
     from opsconsole.serve.app import ServeOptions, Server
 
@@ -94,6 +93,13 @@ def serve(
     config = state.config()
     for channel in config.settings.notifications.channels:
         channel_secret(channel, config)  # a missing secret stops here, not in the worker
+    # serve acts as the OS account it runs as (the access policy applies to it like to
+    # a person); state.audit() also applies the config's access policy to the database.
+    me = state.audit()
+    if scheduler:
+        from opsconsole.access import authorize
+
+        authorize(me, "scheduler.run", target="scheduler")
     opts = ServeOptions(
         token=token,
         host=host,
@@ -105,7 +111,7 @@ def serve(
         scheduler=scheduler,
         rules=rules,
         tick_seconds=tick,
-        actor=os_user(),  # the service's own OS account, never a flag
+        actor=me.actor,
     )
 
     def reload_config():  # type: ignore[no-untyped-def]

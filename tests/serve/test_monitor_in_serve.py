@@ -49,7 +49,7 @@ def test_serve_runs_the_monitor_and_scheduler(tmp_path: Path, lt: LoopThread) ->
             downs = wait_until(lambda: len(down_message()) == 2 and down_message(), timeout=30)
             assert sorted(m.subject for m in downs) == ["r1", "r1/payments"]
             assert all(" is DOWN (was " in m.body for m in downs), [m.body for m in downs]
-            assert 'state="down"} 1.0' in c.get("/metrics").text
+            wait_until(lambda: 'state="down"} 1.0' in c.get("/metrics").text)
         actions = {r[0] for r in db.execute("SELECT action FROM audit_events")}
         assert {"scheduler.start", "serve.start", "health.state_changed"} <= actions
     finally:

@@ -170,8 +170,10 @@ def test_two_workers_send_a_message_once(tmp_path: Path, db_path: Path, lt: Loop
         b = Deliverer(open_db(db_path), audit, config)
         return list(await asyncio.gather(a.deliver(1), b.deliver(1)))
 
-    assert sorted(asyncio.run(both())) == ["pending", "sent"]
-    assert len(hook.accepted) == 1
+    results = sorted(asyncio.run(both()))
+    # The loser finds it claimed (pending) or, if it looks after the winner, already sent.
+    assert results in (["pending", "sent"], ["sent", "sent"])
+    assert len(hook.accepted) == 1 and hook.posts == 1
     hook.close()
 
 

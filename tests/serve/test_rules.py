@@ -369,3 +369,31 @@ def test_a_rule_firing_again_updates_its_own_open_incident(tmp_path: Path, db_pa
         )
     }
     assert reasons == {"rule lending-down"}  # everything the rule did names it
+
+
+def test_rule_runbooks_go_through_the_access_policy(tmp_path: Path, db_path: Path) -> None:
+    from opsconsole.access import apply_policy
+
+    config = _config(tmp_path, [PAYMENTS_ALERT_RULE])
+    me = os_user()
+    policy = tmp_path / "access.yaml"
+    policy.write_text(
+        "roles:\n  service:\n    members: {users: [" + me + "]}\n    allow:\n"
+        "      - incident.declare\n"
+        "      - {permissions: [runbook.run], runbooks: [regional-failover]}\n"
+    )
+    db = open_db(db_path)
+    audit = AuditLog(db, actor=me, interface="api")
+    apply_policy(audit, policy)
+    engine = RuleEngine(db, audit, config, load_rules(config), db_path=db_path)
+    result = ingest(IncidentService(db, audit, config), FIRING)
+    [firing] = engine.on_alerts(parse_payload(FIRING), result)
+    assert asyncio.run(engine.start_runbook(firing)) is None  # refused: no run created
+    assert "missing permission runbook.run" in (firing.error or "")
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    denied = db.execute(
+        "SELECT actor, details FROM audit_events WHERE action = 'runbook.run' "
+        "AND outcome = 'denied'"
+    ).fetchall()
+    assert len(denied) == 1 and denied[0][0] == me
+    assert json.loads(denied[0][1])["reason"] == "rule payments-alert-failover"

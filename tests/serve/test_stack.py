@@ -79,16 +79,17 @@ def test_alertmanager_posts_and_prometheus_scrapes(tmp_path: Path) -> None:
         assert series[0]["value"][1] == "1"
         head = _query(prom.url, "opsconsole_audit_head_seq")
         assert int(head[0]["value"][1]) > 0
-        # The resolve was noted after Prometheus's last scrape, maybe: wait for the next one.
-        wait_until(
-            lambda: {
+
+        def results_scraped() -> set[str] | None:
+            got = {
                 r["metric"]["result"]
                 for r in _query(prom.url, "opsconsole_alertmanager_webhooks_total")
             }
-            >= {"declared", "unchanged", "noted"},
-            timeout=60,
-        )
-        assert _query(prom.url, "opsconsole_audit_verify_ok")[0]["value"][1] == "1"
+            return got if got >= {"declared", "unchanged", "noted"} else None
+
+        wait_until(results_scraped, timeout=60)  # the scrape after the resolve
+        verified = wait_until(lambda: _query(prom.url, "opsconsole_audit_verify_ok"), timeout=60)
+        assert verified[0]["value"][1] == "1"
         assert _query(prom.url, 'opsconsole_outbox_messages{status="pending"}')
     finally:
         for daemon in (prom, am):

@@ -83,7 +83,6 @@ def serve(
     event on stdout. SIGTERM/SIGINT stop it."""
     import asyncio
 
-    from opsconsole.access import authorize
     from opsconsole.errors import OpsError
     from opsconsole.notify import channel_secret
     from opsconsole.serve.app import ServeOptions, Server
@@ -92,13 +91,15 @@ def serve(
         raise OpsError("give both --tls-cert and --tls-key, or neither", exit_code=2)
     token = _token(token_file)
     config = state.config()
-    # The OS account running serve acts (opening the audit log applies access.yaml);
-    # running the drill scheduler inside it needs the same permission as `scheduler`.
-    audit = state.audit()
-    if scheduler:
-        authorize(audit, "scheduler.run", target="serve")
     for channel in config.settings.notifications.channels:
         channel_secret(channel, config)  # a missing secret stops here, not in the worker
+    # serve acts as the OS account it runs as (the access policy applies to it like to
+    # a person); state.audit() also applies the config's access policy to the database.
+    me = state.audit()
+    if scheduler:
+        from opsconsole.access import authorize
+
+        authorize(me, "scheduler.run", target="scheduler")
     opts = ServeOptions(
         token=token,
         host=host,
@@ -110,7 +111,7 @@ def serve(
         scheduler=scheduler,
         rules=rules,
         tick_seconds=tick,
-        actor=audit.actor,  # the service's own OS account, never a flag
+        actor=me.actor,
     )
 
     def reload_config():  # type: ignore[no-untyped-def]

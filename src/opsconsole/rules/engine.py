@@ -18,7 +18,8 @@ rule's name as the reason), the incident change and the notification. So a flapp
 service fires a rule once per cool-down, even with two ``serve`` processes.
 
 Runbooks start through :func:`opsconsole.runbooks.start_run` - the function the CLI's
-``runbook run`` uses - as the serve process's account, with an unattended operator. A
+``runbook run`` uses, which checks the access policy (``runbook.run``) - as the serve
+process's OS account, with an unattended operator. A
 rule that does not say ``safe: true`` starts its runbook with ``requires_approval``: the
 run is created and stops at an approval gate before its first change, waiting for a
 person (``runbook approve``, then ``runbook resume``).
@@ -81,7 +82,13 @@ class ReasonAudit(AuditLog):
     """An audit log whose every record carries ``reason`` (the rule that acted)."""
 
     def __init__(self, base: AuditLog, reason: str, db: sqlite_utils.Database | None = None):
-        super().__init__(db or base.db, actor=base.actor, interface=base.interface, key=base.key)
+        super().__init__(
+            db or base.db,
+            actor=base.actor,
+            interface=base.interface,
+            key=base.key,
+            on_behalf_of=base.on_behalf_of,
+        )
         self.reason = reason
 
     def record(

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from opsconsole.access import AccessDenied
 from opsconsole.audit import AuditLog
 from opsconsole.errors import AuditWriteError, OpsError, StoreError
 from opsconsole.store import open_db
@@ -218,6 +219,9 @@ class Server:
             self.metrics.webhooks.labels("store_unavailable").inc()
             _log("alertmanager.unavailable", error=str(exc))
             return web.json_response({"error": str(exc)}, status=503)
+        except AccessDenied as exc:  # the policy does not let serve's account declare
+            self.metrics.webhooks.labels("denied").inc()
+            return web.json_response({"error": str(exc)}, status=403)
         except OpsError as exc:
             self.metrics.webhooks.labels("invalid").inc()
             return web.json_response({"error": str(exc)}, status=400)

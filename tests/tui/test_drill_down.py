@@ -18,7 +18,11 @@ def _samples() -> dict[str, list[Any]]:
         for i in range(20)
     ]
     rows.append(
-        RawSample(NOW, "sa-east-1/payments/0", Outcome(False, None, error="timeout after 2s"))
+        RawSample(
+            NOW,
+            "sa-east-1/payments/0",
+            Outcome(False, None, error="timeout after 2s", timed_out=True),
+        )
     )
     return {"sa-east-1/payments/0": rows}
 
@@ -35,12 +39,15 @@ def test_endpoint_history_has_a_time_axis_and_percentiles(monkeypatch: Any) -> N
     assert latency_stats([10, 20, 30, 40]) == "min 10 · p50 20 · p95 40 · max 40 ms"
     console = Console(width=80, no_color=True)
     with console.capture() as cap:
-        console.print(endpoint_history_text(_samples(), NOW, width=60))
+        console.print(
+            endpoint_history_text(_samples(), NOW, width=60, timeouts_s={"sa-east-1/payments/0": 2})
+        )
     text = cap.get()
     assert "sa-east-1/payments/0" in text
     assert "×" in text  # the failed sample is in the line
     assert "13:59:00" in text and "14:00:00" in text  # time axis: first and last sample
-    assert "min 10 · p50 19 · p95 28 · max 29 ms" in text
+    # The timeout counts as its 2 s, as on the dashboard and in `status`.
+    assert "min 10 · p50 20 · p95 29 · max 2000 ms" in text
     assert "21 samples · 1 failed (1 timeouts)" in text
     monkeypatch.undo()
     time.tzset()

@@ -86,11 +86,16 @@ def latency_stats(values: list[float]) -> str:
 
 
 def endpoint_history_text(
-    samples: dict[str, list[Any]], now: datetime, *, width: int = 60
+    samples: dict[str, list[Any]],
+    now: datetime,
+    *,
+    width: int = 60,
+    timeouts_s: dict[str, float] | None = None,
 ) -> RenderableType:
     """Per endpoint: a latency sparkline over the stored window with a time axis under
-    it, and min/p50/p95/max. Failed samples (× in the line; timeouts among them) are
-    counted apart, never hidden in the percentiles."""
+    it, and min/p50/p95/max. As on the dashboard and in ``status``, a timed-out probe
+    counts in the percentiles as taking its timeout (``timeouts_s``, per target; 10 s when
+    unknown); other failures (× in the line) are counted apart."""
     from opsconsole.tui.widgets.common import local_time
 
     if not samples:
@@ -100,9 +105,14 @@ def endpoint_history_text(
     for target, rows in samples.items():
         rows = rows[-span:]
         values = [s.outcome.latency_ms if s.outcome.ok else None for s in rows]
-        good = [v for v in values if v is not None]
+        cap_ms = (timeouts_s or {}).get(target, 10.0) * 1000
+        good = [
+            cap_ms if s.outcome.timed_out else s.outcome.latency_ms
+            for s in rows
+            if s.outcome.timed_out or (s.outcome.ok and s.outcome.latency_ms is not None)
+        ]
         failed = [s for s in rows if not s.outcome.ok]
-        timeouts = sum(1 for s in failed if "timeout" in (s.outcome.error or "").lower())
+        timeouts = sum(1 for s in failed if s.outcome.timed_out)
         parts.append(Text(target, style="bold"))
         parts.append(Text(sparkline(values, span) or "-"))
         if rows:
@@ -166,7 +176,16 @@ class CellDetail(OpsModal):
 
         now = self.app.ctx.clock()  # type: ignore[attr-defined]
         by_target: dict[str, list[Any]] = {}
+        timeouts_s: dict[str, float] = {}
         try:
+            config = self.app.ctx.config  # type: ignore[attr-defined]
+            if config is not None:
+                from opsconsole.health.model import targets_from_config
+
+                for t in targets_from_config(
+                    config, region=self.region_id, service=self.service_id
+                ):
+                    timeouts_s[t.id] = t.timeout
             db = open_db(self.app.ctx.db_path, migrate=False)  # type: ignore[attr-defined]
             try:
                 targets = self._targets()
@@ -174,7 +193,7 @@ class CellDetail(OpsModal):
                     by_target.setdefault(sample.target, []).append(sample)
             finally:
                 db.conn.close()
-            text = endpoint_history_text(by_target, now, width=70)
+            text = endpoint_history_text(by_target, now, width=70, timeouts_s=timeouts_s)
         except Exception as exc:  # a drill-down must never break the dashboard
             text = Text(f"history unavailable: {exc}", style="dim")
         with contextlib.suppress(RuntimeError):

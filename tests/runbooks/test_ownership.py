@@ -57,10 +57,18 @@ def _start(tmp_path: Path, config_dir: Path, db_path: Path) -> tuple[subprocess.
     rb.write_text(ESCAPER.format(d=work))
     proc = _popen(config_dir, db_path, "run", str(rb), "--yes")
     _wait_for(
-        lambda: _step_status(db_path, "two") == "running" and (work / "child.pid").exists(),
+        lambda: _step_status(db_path, "two") == "running" and _pid_written(work / "child.pid"),
         "step two and its setsid child to run",
     )
     return proc, work
+
+
+def _pid_written(path: Path) -> bool:
+    """The file exists *and* holds the pid (the shell creates it before writing)."""
+    try:
+        return path.read_text().strip().isdigit()
+    except OSError:
+        return False
 
 
 def _child_gone(work: Path) -> bool:

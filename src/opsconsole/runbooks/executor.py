@@ -9,7 +9,7 @@ from typing import Any
 
 from opsconsole.operator import NeedsAPerson
 from opsconsole.runbooks.schema import Step
-from opsconsole.runbooks.state import FINISHED_STEP, StepRow, set_run, set_step
+from opsconsole.runbooks.state import FINISHED_STEP, StepRow
 from opsconsole.runbooks.stepper import StepRunner, run_attempt
 from opsconsole.timeutil import parse_when, utcnow
 
@@ -52,7 +52,14 @@ class Driver(StepRunner):
     # --- phases --------------------------------------------------------------------
 
     async def run_phase(self, phase: str) -> tuple[str, str | None]:
-        """Drive ``phase`` (main, or rollback after a resume) to an end state."""
+        """Drive ``phase`` (main, or rollback after a resume) to an end state; the last
+        step's end is committed before this returns or raises."""
+        try:
+            return await self._run_phase(phase)
+        finally:
+            self.flush()
+
+    async def _run_phase(self, phase: str) -> tuple[str, str | None]:
         if phase == "rollback":
             return await self._rollback(None, announce=False)
         try:
@@ -107,10 +114,8 @@ class Driver(StepRunner):
         step = next((s for ph, i, s in self.steps if (ph, i) == self._current), None)
         by = f"by {signal_name}" if signal_name else "by the operator"
         error = f"interrupted {by} at step {step.id if step else where}"
-        set_run(
-            self.env.db,
+        self._set_run(
             self.env.audit,
-            self.run_id,
             status="interrupted",
             error=error,
             action="runbook.run.interrupted",
@@ -134,10 +139,8 @@ class Driver(StepRunner):
         self, reason: str | None, *, announce: bool = True
     ) -> tuple[str, str | None]:
         if announce:
-            set_run(
-                self.env.db,
+            self._set_run(
                 self.env.audit,
-                self.run_id,
                 phase="rollback",
                 status="running",
                 action="runbook.rollback.started",
@@ -165,10 +168,8 @@ class Driver(StepRunner):
             if task is not None:
                 task.uncancel()
             error = "interrupted during rollback"
-            set_run(
-                self.env.db,
+            self._set_run(
                 self.env.audit,
-                self.run_id,
                 status="interrupted",
                 error=error,
                 action="runbook.run.interrupted",
@@ -177,16 +178,15 @@ class Driver(StepRunner):
         return "rolled_back", reason
 
     def _stored_error(self) -> str | None:
+        self.flush()
         row = self.env.db.execute("SELECT error FROM runs WHERE id = ?", [self.run_id]).fetchone()
         return row[0] if row else None
 
     async def _decide_interrupted(self, phase: str, idx: int, step: Step, row: StepRow) -> str:
         """A step that did not finish. Returns rerun | skip | the reason to abort."""
+        self.flush()  # the operator is asked below: nothing stays uncommitted meanwhile
         if row.status == "running":
-            set_step(
-                self.env.db,
-                self.env.audit,
-                self.run_id,
+            self._set_step(
                 phase,
                 idx,
                 status="interrupted",

@@ -1,5 +1,16 @@
 """Running one step durably: condition, rendering, attempts with retries and timeout,
-the recorded transitions around it, and its outputs for later steps."""
+the recorded transitions around it, and its outputs for later steps.
+
+One commit (one fsync) per step, not two: a step's end (finished, skipped) is not committed
+on its own but held (``_pending``) and committed in the same transaction as this run's next
+transition - normally the next step's "started" compare-and-set. Nothing acts in between:
+from the end of a step to that commit the runner only renders and decides (no ``await``, no
+process, no prompt), so the end of step N is still durable before any side effect of step
+N+1 starts, and an end is never lost when the run stops: every write, every prompt, a read of
+that step's row and the end of :meth:`Driver.run_phase` commit it first (``flush``). If the
+combined transaction fails (the next step's claim was lost, the audit log refused it), the
+end is committed on its own, as it always was, and the error is raised.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +34,7 @@ from opsconsole.runbooks.state import (
     set_step,
 )
 from opsconsole.runbooks.steps import Outcome, StepContext, action_for
+from opsconsole.store import immediate
 from opsconsole.templating import TemplateRenderError, evaluate, render_obj
 from opsconsole.timeutil import isoformat, utcnow
 
@@ -54,14 +66,61 @@ class StepRunner:
         # Steps whose sealed result could not be decrypted (key file lost): a template
         # that reads them fails rather than receiving a masked value.
         self.unavailable: set[str] = set()
+        # A step's end not committed yet: (phase, idx, set_step fields, event to publish).
+        self._pending: tuple[str, int, dict[str, Any], Any] | None = None
+
+    # --- durable writes ------------------------------------------------------------
+
+    def _defer(self, phase: str, idx: int, event: Any, **fields: Any) -> None:
+        """Hold a step's end until this run's next write commits it (see module doc)."""
+        self.flush()
+        self._pending = (phase, idx, fields, event)
+
+    def flush(self) -> None:
+        """Commit the held step end, if any, on its own (then publish its event)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        phase, idx, fields, event = pending
+        set_step(self.env.db, self.env.audit, self.run_id, phase, idx, **fields)
+        self.env.bus.publish(event)
+
+    def _commit(self, write: Callable[[], None]) -> None:
+        """Run the durable write ``write`` in one transaction with the held step end."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            write()
+            return
+        phase, idx, fields, event = pending
+        try:
+            with immediate(self.env.db):
+                set_step(self.env.db, self.env.audit, self.run_id, phase, idx, **fields)
+                write()
+        except BaseException:
+            # Nothing of the two committed: record the step's end alone, as before.
+            self._pending = pending
+            self.flush()
+            raise
+        self.env.bus.publish(event)
+
+    def _set_step(self, phase: str, idx: int, **kwargs: Any) -> None:
+        self._commit(
+            lambda: set_step(self.env.db, self.env.audit, self.run_id, phase, idx, **kwargs)
+        )
+
+    def _set_run(self, audit: Any, **kwargs: Any) -> None:
+        self._commit(lambda: set_run(self.env.db, audit, self.run_id, **kwargs))
 
     # --- state helpers -------------------------------------------------------------
 
     def _rows(self) -> dict[tuple[str, int], StepRow]:
         """Every step row of the run (for whole-run decisions, not once per step)."""
+        self.flush()
         return {(r.phase, r.idx): r for r in get_steps(self.env.db, self.run_id)}
 
     def _row(self, phase: str, idx: int) -> StepRow:
+        if self._pending is not None and self._pending[:2] == (phase, idx):
+            self.flush()
         return get_step(self.env.db, self.run_id, phase, idx)
 
     def restore_outputs(
@@ -98,10 +157,7 @@ class StepRunner:
         """Store the child run id before the child starts, so a resume finds it."""
         if self._current is not None:
             ph, idx = self._current
-            set_step(
-                self.env.db,
-                self.env.audit,
-                self.run_id,
+            self._set_step(
                 ph,
                 idx,
                 action="runbook.step.subrun",
@@ -110,23 +166,18 @@ class StepRunner:
             )
 
     def _skip(self, phase: str, idx: int, step: Step, reason: str) -> None:
-        set_step(
-            self.env.db,
-            self.env.audit,
-            self.run_id,
+        self._defer(
             phase,
             idx,
+            StepFinished(
+                run_id=self.run_id, step_id=step.id, status="skipped", phase=phase, note=reason
+            ),
             status="skipped",
             finished_at=_now(),
             error=None,
             action="runbook.step.skipped",
             details={"reason": reason},
             expect=CLAIMABLE_STEP,
-        )
-        self.env.bus.publish(
-            StepFinished(
-                run_id=self.run_id, step_id=step.id, status="skipped", phase=phase, note=reason
-            )
         )
 
     # --- one step ------------------------------------------------------------------
@@ -138,7 +189,6 @@ class StepRunner:
 
     async def run_step(self, phase: str, idx: int, step: Step) -> Outcome:
         self._current = (phase, idx)
-        db, audit = self.env.db, self.env.audit
         try:
             if not self._condition(step):
                 self._skip(phase, idx, step, "when is false")
@@ -171,10 +221,7 @@ class StepRunner:
                     )
                 attempts += 1
                 token = f"{self.run_id}/{phase}/{idx}/{attempts}"
-                set_step(
-                    db,
-                    audit,
-                    self.run_id,
+                self._set_step(
                     phase,
                     idx,
                     status="running",
@@ -217,10 +264,7 @@ class StepRunner:
                     and attempts - first_attempt <= step.retries.count
                 ):
                     delay = step.retries.delay(attempts - first_attempt)
-                    set_step(
-                        db,
-                        audit,
-                        self.run_id,
+                    self._set_step(
                         phase,
                         idx,
                         status="retrying",
@@ -246,10 +290,7 @@ class StepRunner:
                     continue
                 return self._finish(phase, idx, step, attempts, out, t0, lines)
         except asyncio.CancelledError as exc:
-            set_step(
-                db,
-                audit,
-                self.run_id,
+            self._set_step(
                 phase,
                 idx,
                 status="interrupted",
@@ -302,30 +343,19 @@ class StepRunner:
             fields["result_sealed"] = seal(self.env.db, out.value)
         if final != "waiting_approval":
             fields["finished_at"] = _now()
-        set_step(
-            self.env.db,
-            self.env.audit,
-            self.run_id,
-            phase,
-            idx,
-            action=action,
-            outcome=final,
-            **fields,
+        finished = StepFinished(
+            run_id=self.run_id,
+            step_id=step.id,
+            status=final,
+            phase=phase,
+            attempt=attempts,
+            error=_redacted_text(out.error),
+            duration_seconds=time.monotonic() - t0 if t0 else 0.0,
         )
+        self._defer(phase, idx, finished, action=action, outcome=final, **fields)
         if final == "succeeded":
             self._register(step, out.value)
             self._report(step)
-        self.env.bus.publish(
-            StepFinished(
-                run_id=self.run_id,
-                step_id=step.id,
-                status=final,
-                phase=phase,
-                attempt=attempts,
-                error=_redacted_text(out.error),
-                duration_seconds=time.monotonic() - t0 if t0 else 0.0,
-            )
-        )
         return out
 
     def _report(self, step: Step) -> None:
@@ -349,7 +379,7 @@ class StepRunner:
                         stream="stderr",
                     )
                 )
-        set_run(self.env.db, None, self.run_id, measured=measured)
+        self._set_run(None, measured=measured)
 
 
 async def run_attempt(

@@ -39,9 +39,37 @@ async def test_input_not_matching_pattern_fails(env, write_runbook):
         steps:
           - {id: ask, input: {prompt: "n?", pattern: "[0-9]+"}}
         """)
-    result = await start_run(rb, {}, env=env, operator=ScriptedOperator(values=["abc"]))
+    op = ScriptedOperator(values=["abc", "x", "y"])
+    result = await start_run(rb, {}, env=env, operator=op)
     assert result.status == "failed"
     assert "does not match" in (result.error or "")
+    assert len(op.prompts) == 3  # asked again twice before giving up
+
+
+async def test_input_typo_asks_again_instead_of_failing_the_run(env, write_runbook):
+    rb = write_runbook("""
+        name: typo
+        steps:
+          - {id: ask, input: {prompt: "n?", pattern: "[0-9]+"}, register: n}
+        """)
+    op = ScriptedOperator(values=["4x2", "42"])
+    result = await start_run(rb, {}, env=env, operator=op)
+    assert result.status == "succeeded", result.error
+    assert get_steps(env.db, result.run_id)[0].status == "succeeded"
+    assert "must match" in op.prompts[1] and "try 2 of 3" in op.prompts[1]
+
+
+async def test_unattended_input_default_that_does_not_match_fails_at_once(env, write_runbook):
+    from opsconsole.operator import UnattendedOperator
+
+    rb = write_runbook("""
+        name: unattended
+        steps:
+          - {id: ask, input: {prompt: "n?", pattern: "[0-9]+", default: "none"}}
+        """)
+    result = await start_run(rb, {}, env=env, operator=UnattendedOperator())
+    assert result.status == "failed"
+    assert "(asked 1x)" in (result.error or "")
 
 
 async def test_notify_without_webhooks_fails_clearly(env, operator, write_runbook):

@@ -24,6 +24,10 @@ __all__ = ["Approval", "Input", "Manual"]
 APPROVAL_POLL_SECONDS = 0.5
 
 
+# How often an attended `input` step asks again after an answer that does not match.
+INPUT_ATTEMPTS = 3
+
+
 class Manual:
     @staticmethod
     def render(spec: ManualAction, tctx: dict[str, Any]) -> dict[str, Any]:
@@ -57,14 +61,24 @@ class Input:
         if ctx.mode == "drill" and not ctx.auto_confirm:
             # Only auto-confirm steps may be answered unattended, even with a default.
             await ctx.operator.confirm(f"{ctx.step.title}: {rendered['prompt']}", auto_ok=False)
-        value = await ctx.operator.ask(
-            rendered["prompt"], secret=rendered["secret"], default=default
-        )
-        if rendered["secret"]:
-            secrets.add(value)
-        if rendered["pattern"] and not re.fullmatch(rendered["pattern"], value):
-            return Outcome("failed", {}, "", f"answer does not match {rendered['pattern']!r}")
-        return Outcome("succeeded", {"value": value}, "***" if rendered["secret"] else value)
+        pattern = rendered["pattern"]
+        prompt = rendered["prompt"]
+        # A typo re-asks (a person is there to answer) instead of failing the whole run;
+        # nobody answers an unattended run, so its default is judged once.
+        tries = 1 if ctx.operator.name == "unattended" else INPUT_ATTEMPTS
+        for attempt in range(1, tries + 1):
+            value = await ctx.operator.ask(prompt, secret=rendered["secret"], default=default)
+            if rendered["secret"]:
+                secrets.add(value)
+            if not pattern or re.fullmatch(pattern, value):
+                return Outcome(
+                    "succeeded", {"value": value}, "***" if rendered["secret"] else value
+                )
+            prompt = (
+                f"{rendered['prompt']} (the answer must match {pattern!r}; "
+                f"try {attempt + 1} of {tries})"
+            )
+        return Outcome("failed", {}, "", f"answer does not match {pattern!r} (asked {tries}x)")
 
 
 class Approval:

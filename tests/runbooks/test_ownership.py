@@ -17,8 +17,9 @@ import pytest
 from tests.helpers import SRC
 from tests.runbooks.test_durability import _step_status, _wait_for
 
-# The step starts a double-forked setsid child that tries to write after a pause: if
-# the engine does not own it, "late" appears in the file after the engine is gone.
+# The step starts a double-forked setsid child that writes "late" once the test creates
+# the file "go" (no timing: the test says when): if the engine does not own it, the child
+# is still there to write after the engine is gone.
 ESCAPER = """\
 name: escaper
 steps:
@@ -26,7 +27,8 @@ steps:
     shell: "echo ran >> {d}/one"
   - id: two
     shell: >-
-      (setsid sh -c 'echo $$ > {d}/child.pid; sleep 1.5; echo late >> {d}/late' &);
+      (setsid sh -c 'echo $$ > {d}/child.pid;
+      while [ ! -e {d}/go ]; do sleep 0.05; done; echo late >> {d}/late' &);
       echo start >> {d}/two; sleep 60; echo end >> {d}/two
   - id: three
     shell: "echo ran >> {d}/three"
@@ -71,6 +73,13 @@ def _pid_written(path: Path) -> bool:
         return False
 
 
+def _let_children_write(work: Path) -> None:
+    """Tell any surviving child to write "late" now, and give it time to (it polls every
+    50 ms; a child that is gone writes nothing however long we wait)."""
+    (work / "go").touch()
+    time.sleep(0.5)
+
+
 def _child_gone(work: Path) -> bool:
     from opsconsole.runbooks.procs import alive
 
@@ -90,8 +99,9 @@ def test_kill_9_of_the_engine_ends_the_steps_processes_before_they_write(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     _wait_for(lambda: _child_gone(work), "the setsid child to be ended")
-    time.sleep(2.0)  # past the moment the child would have written
+    _let_children_write(work)
     assert not (work / "late").exists(), "a step process outlived the killed engine"
+    (work / "go").unlink()
     run_id, status = _run_status(db_path)
     assert status == "running"
     # The run's lock-free state: resume decides about the interrupted step, runs it once.
@@ -103,7 +113,8 @@ def test_kill_9_of_the_engine_ends_the_steps_processes_before_they_write(
     assert res.returncode == 0, err
     assert (work / "one").read_text() == "ran\n"
     assert (work / "two").read_text() == "start\nstart\nend\n"
-    time.sleep(2.0)
+    assert _child_gone(work), "the re-run's setsid child outlived its step"
+    _let_children_write(work)
     assert not (work / "late").exists(), "the re-run's setsid child outlived its step"
 
 
@@ -118,7 +129,7 @@ def test_sigterm_and_sighup_end_the_step_tree_and_leave_the_run_resumable(
     assert proc.returncode == 14, err
     assert "Traceback" not in err
     assert _child_gone(work), "the setsid child survived the signal"
-    time.sleep(2.0)
+    _let_children_write(work)
     assert not (work / "late").exists()
     _, status = _run_status(db_path)
     assert status == "interrupted"

@@ -59,3 +59,18 @@ async def test_every_screen_has_a_key_and_a_palette_entry(make_app: Any) -> None
             assert f"{title} [{key}]" in titles
         await pilot.press("q")
         await wait_for(pilot, lambda: app.return_code is not None or not app.is_running)
+
+
+async def test_a_store_change_arriving_after_the_screens_are_gone_is_ignored(
+    make_app: Any, tui_db: Any
+) -> None:
+    """The change watcher can deliver one last message while the app shuts down."""
+    from opsconsole.changes import Change
+    from opsconsole.tui.app import StoreChanged
+
+    app = make_app(start="audit")
+    async with app.run_test(size=(80, 24)):
+        pass
+    assert not app.screen_stack
+    change = Change(99, "2026-11-29T00:00:00+00:00", "bob", "cli", "incident.note", "INC-1", "ok")
+    app.on_store_changed(StoreChanged([change]))  # must not raise ScreenStackError

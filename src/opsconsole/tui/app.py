@@ -221,6 +221,8 @@ class OpsConsoleApp(App[None]):
     def on_store_changed(self, message: StoreChanged) -> None:
         from opsconsole.changes import describe
 
+        if not self.screen_stack:  # a change that lands while the app is shutting down
+            return
         self.changes_seen += 1
         last = self.recent_changes[-1].seq if self.recent_changes else 0
         fresh = [c for c in message.changes if c.seq > last]

@@ -4,7 +4,9 @@ An argv list runs without a shell. A string runs under ``/bin/sh -c`` after rend
 with every templated value shell-quoted. The command runs in its own session, marked
 with the step's token (see :mod:`opsconsole.runbooks.procs`); on timeout, cancellation
 (Ctrl-C, SIGTERM, SIGHUP) or normal end, every process it started - including ``setsid``
-and double-forked descendants - is ended before the step is recorded.
+and double-forked descendants - is ended before the step is recorded. A cancellation
+that arrives while the command is being started, or while its leftovers are being
+ended, is held until that finishes and then honoured - never dropped.
 
 Output is read in chunks (lines of any length); stdin is written concurrently with the
 reading, so a command that answers while it reads never deadlocks. What is kept in
@@ -134,16 +136,74 @@ async def _feed_stdin(stdin: asyncio.StreamWriter, data: bytes) -> None:
         stdin.close()
 
 
-async def _stop(root: tuple[int, int | None] | None, token: str | None, grace: float) -> None:
+async def _finish_first(fut: asyncio.Future[Any]) -> asyncio.CancelledError | None:
+    """Wait for ``fut`` whatever cancellations arrive meanwhile (a critical section);
+    returns the first cancellation so that the caller honours it afterwards - never
+    drop it (Ctrl-C, SIGTERM and SIGHUP are cancellations of the engine's task)."""
+    pending: asyncio.CancelledError | None = None
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError as exc:
+            if fut.cancelled():
+                raise
+            pending = pending or exc
+        except Exception:
+            break  # ``fut``'s own error: the caller reads it from ``fut``
+    return pending
+
+
+async def _stop(
+    root: tuple[int, int | None] | None, token: str | None, grace: float
+) -> asyncio.CancelledError | None:
     """End the command (``root``: pid and start time, None once it was reaped) and
-    everything it started; not interruptible half-way."""
+    everything it started; not interruptible half-way. Returns a cancellation that
+    arrived meanwhile (the caller re-raises it)."""
     roots = [root] if root is not None else []
     fut = asyncio.ensure_future(asyncio.to_thread(procs.kill_all, roots, token, grace=grace))
-    while not fut.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(fut)
+    pending = await _finish_first(fut)
     with contextlib.suppress(Exception):
         fut.result()
+    return pending
+
+
+async def _spawn(
+    argv: list[str], **kwargs: Any
+) -> tuple[asyncio.subprocess.Process, asyncio.CancelledError | None]:
+    """Start the command; a cancellation during the start is returned, to be honoured
+    once the command is owned. (asyncio's own clean-up of a cancelled
+    ``create_subprocess_exec`` kills the command alone, then waits until every holder of
+    its pipes closes them: a child the command already forked - ``sleep 60`` - kept
+    Ctrl-C waiting until it ended by itself.)"""
+    fut = asyncio.ensure_future(asyncio.create_subprocess_exec(*argv, **kwargs))
+    pending = await _finish_first(fut)
+    if pending is not None and fut.exception() is not None:
+        raise pending
+    return fut.result(), pending
+
+
+async def _end(
+    proc: asyncio.subprocess.Process,
+    root: tuple[int, int | None] | None,
+    token: str | None,
+    tasks: list[asyncio.Future[Any]],
+) -> asyncio.CancelledError | None:
+    """End the command and everything it started, stop reading its pipes and collect it;
+    returns a cancellation that arrived meanwhile."""
+    late = await _stop(root, token, KILL_GRACE_SECONDS)
+    for t in tasks:
+        t.cancel()
+    for step in (
+        lambda: asyncio.gather(*tasks, return_exceptions=True),
+        lambda: asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_SECONDS),
+    ):
+        try:
+            await step()
+        except asyncio.CancelledError as exc:
+            late = late or exc
+        except Exception:
+            pass  # best effort: the processes are gone already
+    return late
 
 
 def finally_close(copy: Any) -> None:
@@ -183,8 +243,8 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         env.update(procs.step_environment(token))
     stdin_data = rendered.get("stdin")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
+        proc, interrupted = await _spawn(
+            argv,
             stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -200,6 +260,10 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
 
     def unreaped() -> tuple[int, int | None] | None:
         return root if proc.returncode is None else None
+
+    if interrupted is not None:
+        await _end(proc, unreaped(), token, [])
+        raise interrupted
     copy = None
     if rendered.get("save_output"):
         try:
@@ -207,7 +271,8 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
             copy = os.fdopen(fd, "wb")
             copy.path = rendered["save_output"]  # type: ignore[attr-defined]
         except OSError as exc:
-            await _stop(unreaped(), token, 0.0)
+            if (late := await _stop(unreaped(), token, 0.0)) is not None:
+                raise late from exc
             return Outcome("failed", {"rc": None}, "", f"save_output: {exc.strerror}")
     out = _Collected("stdout", copy)
     err = _Collected("stderr", copy)
@@ -223,20 +288,18 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         await _exited(proc)
         # Descendants still holding the pipes open must not keep the step alive. (The
         # command itself is reaped by now: only its token finds what it left.)
-        await _stop(None, token, 0.0)
+        interrupted = await _stop(None, token, 0.0)
+        if interrupted is not None:
+            raise interrupted
         await asyncio.gather(*tasks)
         rc = await proc.wait()
-    except BaseException:
+    except BaseException as exc:
         # Timeout, Ctrl-C, SIGTERM, SIGHUP (a cancellation): nothing the command started
         # may live on, and it must be gone before the step is recorded.
-        await _stop(unreaped(), token, KILL_GRACE_SECONDS)
-        for t in tasks:
-            t.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_SECONDS)
+        late = await _end(proc, unreaped(), token, tasks)
         finally_close(copy)
+        if late is not None and not isinstance(exc, asyncio.CancelledError):
+            raise late from exc  # an interrupt during the clean-up of an error wins
         raise
     finally_close(copy)
     stdout, stderr = out.text(), err.text()

@@ -178,13 +178,13 @@ def channel_secret(channel: Channel, config: Config) -> str | None:
         assert path is not None
         try:
             value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 [
                     (
                         SourceLocation(str(path)),
                         f"notifications.channels.{channel.name}.secret_file",
-                        f"cannot read: {exc.strerror or exc}",
+                        f"cannot read: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}",
                     )
                 ]
             ) from None

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from opsconsole.errors import SourceError, SourceLocation
 
-__all__ = ["Marks", "load_model", "load_yaml", "validate"]
+__all__ = ["Marks", "load_model", "load_yaml", "read_source_text", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
 PathKey = tuple[str | int, ...]
@@ -189,23 +189,32 @@ def _decode(data: bytes, name: str) -> str:
         ) from None
 
 
+def read_source_text(path: Path) -> str:
+    """A user-written file's text, within bounds; a missing, unreadable, oversized or
+    non-UTF-8 file is a :class:`SourceError` naming it (and line:col of a bad byte)."""
+    name = str(path)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise SourceError([(SourceLocation(name), "", "file not found")]) from None
+    except OSError as exc:
+        raise SourceError(
+            [(SourceLocation(name), "", f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    if len(raw) > MAX_BYTES:
+        raise SourceError(
+            [(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB; refused")]
+        )
+    return _decode(raw, name)
+
+
 def load_yaml(path: Path, text: str | None = None) -> tuple[Any, Marks]:
     """Parse one YAML document within bounds; every problem becomes a :class:`SourceError`
     with its position."""
     name = str(path)
     if text is None:
-        try:
-            with path.open("rb") as fh:
-                raw = fh.read(MAX_BYTES + 1)
-        except FileNotFoundError:
-            raise SourceError([(SourceLocation(name), "", "file not found")]) from None
-        except OSError as exc:
-            raise SourceError([(SourceLocation(name), "", f"cannot read: {exc}")]) from None
-        if len(raw) > MAX_BYTES:
-            raise SourceError(
-                [(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB; refused")]
-            )
-        text = _decode(raw, name)
+        text = read_source_text(path)
     elif len(text) > MAX_BYTES:
         raise SourceError([(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB")])
     marks = Marks(name)
@@ -265,6 +274,10 @@ def _message(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "required field is missing"
     msg = str(err.get("msg", "invalid"))
+    if kind in ("model_type", "dataclass_type", "dict_type"):
+        # pydantic names the Python class ("... or instance of RulesFile"): say what the
+        # YAML needs instead.
+        msg = "expected a mapping (key: value lines)"
     inp = err.get("input")
     if (
         kind not in ("missing",)

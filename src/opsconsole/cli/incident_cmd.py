@@ -398,7 +398,12 @@ def ingest(
     try:
         raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise OpsError(f"cannot read {source}: {exc}") from None
+        raise OpsError(f"cannot read {source}: {exc.strerror or exc}", exit_code=3) from None
+    except UnicodeDecodeError as exc:
+        raise OpsError(
+            f"{source}: not UTF-8 (byte {exc.start}); Alertmanager sends UTF-8 JSON",
+            exit_code=3,
+        ) from None
     try:
         payload = json.loads(raw)
     except json.JSONDecodeError as exc:

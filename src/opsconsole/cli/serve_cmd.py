@@ -20,10 +20,9 @@ def _token(token_file: Path | None) -> str:
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise OpsError(
-                f"--token-file {token_file}: cannot read: {exc.strerror or exc}", exit_code=3
-            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise OpsError(f"--token-file {token_file}: cannot read: {why}", exit_code=3) from None
         source = str(token_file)
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()

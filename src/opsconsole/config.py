@@ -293,8 +293,27 @@ class Channel(Strict):
         return self
 
 
+def _unique_names(items: list[Any], what: str) -> list[Any]:
+    """Channels and webhooks are addressed by name (``notify test NAME``, delivery
+    records): two with one name would make that ambiguous."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise ValueError(
+                f"{what} name {item.name!r} is used twice ([{seen[item.name]}] and [{i}]); "
+                "rename one"
+            )
+        seen[item.name] = i
+    return items
+
+
 class Notifications(Strict):
     channels: list[Channel] = Field(default_factory=list)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        return _unique_names(value, "channel")
     max_attempts: int = Field(6, ge=1, le=100, description="tries before a message is dead")
     backoff_initial_seconds: float = Field(1.0, gt=0)
     backoff_max_seconds: float = Field(60.0, gt=0)
@@ -325,6 +344,11 @@ class Settings(Strict):
         default_factory=list, description="environment variables whose values are secrets"
     )
     audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, value: list[Webhook]) -> list[Webhook]:
+        return _unique_names(value, "webhook")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ def check(
     """Validate inventory.yaml and settings.yaml; summarise regions, services, endpoints, hosts."""
     cfg = state.config()
     state.audit_key()  # an unreadable or empty audit_key_file is a configuration error too
+    if cfg.settings.notifications.channels:
+        from opsconsole.notify import check_channel_urls
+
+        check_channel_urls(cfg)
     inv = cfg.inventory
     rows = []
     for rid, region in inv.regions.items():

@@ -119,3 +119,26 @@ def test_a_list_where_a_mapping_belongs_says_so_in_yaml_terms(
     line = _one_error_line(res.output)
     assert f"{path}{where}expected a mapping" in line
     assert "instance of" not in line  # no Python class names
+
+
+def test_incident_report_to_an_unwritable_path_records_no_export(tmp_path: Path) -> None:
+    config = str(Path(__file__).resolve().parents[2] / "config")
+    declared = cli(
+        "--config", config, "incident", "declare", "--severity", "SEV2",
+        "--category", "system-failure", "--title", "t", "--region", "sa-east-1",
+    )  # fmt: skip
+    assert declared.exit_code == 0, declared.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    res = cli("--config", config, "incident", "report", "INC-2026-0001",
+              "--out", str(blocker / "report.md"))  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert f"cannot write {blocker / 'report.md'}" in _one_error_line(res.output)
+    events = cli("--config", config, "audit", "list", "--action", "incident.report", "--json")
+    assert events.stdout.strip() == "[]", events.stdout
+    ok = cli("--config", config, "incident", "report", "INC-2026-0001",
+             "--out", str(tmp_path / "report.md"))  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "report.md").read_text().startswith("# Post-incident report")
+    events = cli("--config", config, "audit", "list", "--action", "incident.report", "--json")
+    assert str(tmp_path / "report.md") in events.stdout

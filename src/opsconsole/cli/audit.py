@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from opsconsole.cli.state import console, print_json, state
+from opsconsole.cli.state import console, print_json, print_table, state
 
 if TYPE_CHECKING:
     from opsconsole.auditing.verify import VerifyResult
@@ -128,7 +128,7 @@ def list_(
                 )
             )
         )
-    console().print(table)
+    print_table(table, keep=("seq", "time (local)", "actor", "via", "action", "target", "outcome"))
     if not rows:
         console().print("no events match")
 

@@ -248,7 +248,14 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
             cur = cur[part]
         elif isinstance(cur, dict) and isinstance(part, str) and part not in cur:
             # Either a union tag (skip it) or a missing/extra key (keep it as the leaf).
-            if part.startswith(("function-", "tagged-union", "union[")) or "[" in part:
+            # Tags are type names: `str`, `int`, ... or a model's CamelCase class name;
+            # the keys of these YAML files are lower-case.
+            if (
+                part.startswith(("function-", "tagged-union", "union["))
+                or "[" in part
+                or part in _TYPE_TAGS
+                or part[:1].isupper()
+            ):
                 continue
             out.append(part)
             cur = None
@@ -290,12 +297,32 @@ def _message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
+
+
+def _other_branches_went_deeper(
+    errors: list[tuple[tuple[str | int, ...], dict[str, Any]]],
+) -> list[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """Drop a union branch's "wrong type" error when another branch matched the value's
+    shape and reports something deeper inside it (`allow: [{... environments: [prod]}]`
+    is a Grant with a bad environment, not "should be a valid string" as well)."""
+
+    def deeper(path: tuple[str | int, ...]) -> bool:
+        return any(len(p) > len(path) and p[: len(path)] == path for p, _ in errors)
+
+    return [
+        (path, err)
+        for path, err in errors
+        if not (str(err.get("type", "")).endswith("_type") and deeper(path))
+    ]
+
+
 def errors_from_validation(
     exc: ValidationError, data: Any, marks: Marks, prefix: tuple[str | int, ...] = ()
 ) -> list[tuple[SourceLocation, str, str]]:
     problems: list[tuple[SourceLocation, str, str]] = []
-    for err in exc.errors():
-        path = prefix + _data_path(data, tuple(err["loc"]))
+    paths = [(prefix + _data_path(data, tuple(err["loc"])), err) for err in exc.errors()]
+    for path, err in _other_branches_went_deeper(paths):
         is_key = err.get("type") in ("extra_forbidden",)
         loc = marks.locate(path, key=is_key)
         problems.append((loc, format_field(path), _message(err)))

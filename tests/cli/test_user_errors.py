@@ -142,3 +142,18 @@ def test_incident_report_to_an_unwritable_path_records_no_export(tmp_path: Path)
     assert (tmp_path / "report.md").read_text().startswith("# Post-incident report")
     events = cli("--config", config, "audit", "list", "--action", "incident.report", "--json")
     assert str(tmp_path / "report.md") in events.stdout
+
+
+def test_a_wrong_value_inside_a_union_is_one_problem_at_its_own_place(tmp_path: Path) -> None:
+    """access.yaml's allow entries are `str | Grant`: a bad environment in a grant is one
+    line at that environment, not two lines naming pydantic's union members."""
+    path = tmp_path / "access.yaml"
+    path.write_text(
+        "roles:\n  x:\n    members: {users: [root]}\n"
+        "    allow: [{permissions: [runbook.run], environments: [prod]}]\n"
+    )
+    res = cli("access", "validate", str(path))
+    assert res.exit_code == 3, res.output
+    line = _one_error_line(res.output)
+    assert f"{path}:4:57: roles.x.allow[0].environments[0]: Input should be" in line, line
+    assert "(got 'prod')" in line

@@ -309,11 +309,6 @@ def _unique_names(items: list[Any], what: str) -> list[Any]:
 
 class Notifications(Strict):
     channels: list[Channel] = Field(default_factory=list)
-
-    @field_validator("channels")
-    @classmethod
-    def _unique(cls, value: list[Channel]) -> list[Channel]:
-        return _unique_names(value, "channel")
     max_attempts: int = Field(6, ge=1, le=100, description="tries before a message is dead")
     backoff_initial_seconds: float = Field(1.0, gt=0)
     backoff_max_seconds: float = Field(60.0, gt=0)
@@ -324,6 +319,11 @@ class Notifications(Strict):
     retention_days: float = Field(
         90, gt=0, description="sent and skipped messages older than this are removed"
     )
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        return _unique_names(value, "channel")
 
 
 class Settings(Strict):
@@ -378,12 +378,18 @@ def find_config_dir(explicit: Path | None = None) -> Path:
             return path
         tried.append(f"{path} ({source})")
         if source in ("--config", "OPSCONSOLE_CONFIG"):
+            import os
+
+            # Click fills --config from OPSCONSOLE_CONFIG: name the one the user set.
+            if source == "--config" and os.environ.get("OPSCONSOLE_CONFIG") == str(explicit):
+                source = "OPSCONSOLE_CONFIG"
             raise ConfigError(
                 [
                     (
                         SourceLocation(str(path / "inventory.yaml")),
                         "",
-                        f"no inventory.yaml (from {source})",
+                        f"no inventory.yaml (from {source}); point it at a config directory "
+                        "(`opsconsole config init DIR` writes the example there)",
                     )
                 ]
             )

@@ -281,6 +281,8 @@ def _message(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "required field is missing"
     msg = str(err.get("msg", "invalid"))
+    if kind == "path_type":
+        msg = "should be a file path"
     if kind in ("model_type", "dataclass_type", "dict_type"):
         # pydantic names the Python class ("... or instance of RulesFile"): say what the
         # YAML needs instead.

@@ -157,3 +157,36 @@ def test_a_wrong_value_inside_a_union_is_one_problem_at_its_own_place(tmp_path: 
     line = _one_error_line(res.output)
     assert f"{path}:4:57: roles.x.allow[0].environments[0]: Input should be" in line, line
     assert "(got 'prod')" in line
+
+
+@pytest.mark.parametrize("how", ["--config", "OPSCONSOLE_CONFIG"])
+def test_a_config_dir_without_inventory_names_where_it_came_from(tmp_path: Path, how: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    if how == "--config":
+        res = cli("--config", str(empty), "notify", "list")
+    else:
+        res = cli("notify", "list", env={"OPSCONSOLE_CONFIG": str(empty)})
+    assert res.exit_code == 3, res.output
+    line = _one_error_line(res.output)
+    assert f"no inventory.yaml (from {how})" in line and "config init" in line, line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("    secret_file: 5\n", "secret_file: should be a file path (got 5)"),
+        ("    secret_file: [a]\n", "secret_file: should be a file path"),
+    ],
+)
+def test_a_path_field_of_the_wrong_type_names_no_python_class(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    config = tmp_path / "cfg"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "config", config)
+    with (config / "settings.yaml").open("a") as fh:
+        fh.write("notifications:\n  channels:\n  - name: a\n    url: json://x/{secret}\n" + text)
+    res = cli("--config", str(config), "config", "check")
+    assert res.exit_code == 3, res.output
+    line = _one_error_line(res.output)
+    assert expected in line and "class" not in line, line

@@ -82,6 +82,7 @@ def test_listings_piped_at_80_columns_print_ids_whole(tmp_path: Path) -> None:
         ("audit", "list"): ["incident.declare", "runbook.run.finished", "INC-2026-0001"],
         ("drill", "list"): ["payments-tabletop", "sa-east-1-failover", "payments-bcp"],
         ("drill", "history"): ["payments-tabletop", "payments-bcp"],
+        ("notify", "list"): [run_id, "runbook.run_failed", "incident.declared"],
     }
     for command, words in cases.items():
         proc = cli_subprocess(*base, *command, env=env)

@@ -54,7 +54,7 @@ def list_(
             ", ".join(m.delivered),
             (m.last_error or "")[:80],
         )
-    print_table(table, keep=("id", "created (UTC)", "event", "status", "tries"))
+    print_table(table, keep=("id", "created (UTC)", "event", "subject", "status", "tries"))
     if not items:
         console().print("no messages" + (" failed" if failed else ""))
 

@@ -86,3 +86,23 @@ def test_commands_quoted_in_shipped_playbooks_and_runbooks_exist() -> None:
     for path in sorted([*root.glob("playbooks/*.yaml"), *root.glob("runbooks/*.yaml")]):
         for word in re.findall(r"`opsconsole ([a-z][a-z-]*)", path.read_text(encoding="utf-8")):
             assert word in top, f"{path.name} tells the reader to run `opsconsole {word}`"
+
+
+def test_root_help_summaries_are_whole_sentences() -> None:
+    """`opsconsole --help` shows each command's first paragraph, not its first line cut
+    mid-sentence ("... /healthz, /readyz, the")."""
+    from tests.helpers import cli
+
+    text = cli("--help", env={"COLUMNS": "80"}).stdout.split("Commands:\n", 1)[1]
+    summaries: dict[str, str] = {}
+    name = ""
+    for line in text.splitlines():
+        m = re.match(r"  (\S+)\s+(.*)", line)
+        if m:
+            name = m[1]
+            summaries[name] = m[2]
+        elif line.startswith("   ") and name:
+            summaries[name] += " " + line.strip()
+    assert "serve" in summaries and "schema" in summaries, text
+    for name, summary in summaries.items():
+        assert summary.rstrip().endswith((".", ")")), (name, summary)

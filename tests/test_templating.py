@@ -106,3 +106,14 @@ def test_syntax_error_names_the_problem_without_rendering() -> None:
     assert syntax_error("echo {{ region }") == "template syntax error: unexpected '}'"
     assert syntax_error("{{ x == }}", expression=True) is not None
     assert syntax_error("region != 'x'", expression=True) is None
+
+
+def test_render_url_names_an_undefined_value_instead_of_crashing() -> None:
+    """`{{ vars.router_url }}` with no such var: the template error every other render
+    gives (a one-line user error), not jinja2's UndefinedError escaping as a traceback."""
+    from opsconsole.templating import TemplateRenderError, render_url
+
+    with pytest.raises(TemplateRenderError, match="router_url"):
+        render_url("{{ vars.router_url }}/routes", {"vars": {}})
+    with pytest.raises(TemplateRenderError, match="regoin"):
+        render_url("http://x/{{ regoin }}", {"region": "a"})

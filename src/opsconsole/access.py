@@ -283,6 +283,16 @@ def policy_in_force(audit: AuditLog) -> PolicyRecord | None:
     return PolicyRecord(_cache[key], key[1], key[0], event["actor"], str(det.get("source")))
 
 
+def _policy_text(path: Path) -> str:
+    from opsconsole.errors import ConfigError, SourceError
+    from opsconsole.yamlsource import read_source_text
+
+    try:
+        return read_source_text(path)
+    except SourceError as exc:
+        raise ConfigError(exc.problems) from None
+
+
 def _digest_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -292,7 +302,7 @@ def apply_policy(audit: AuditLog, path: Path) -> PolicyRecord:
     force (anyone, by default), or root - the break-glass for a policy that locked out
     its own administrators. (Not the database file's owner: on a bastion that is
     whichever engineer happened to create it.)"""
-    text = path.read_text(encoding="utf-8")
+    text = _policy_text(path)
     load_policy_file(path, text)  # refuse a broken file before anything changes
     if os.geteuid() != 0:
         authorize(audit, "access.manage", target=str(path))
@@ -318,7 +328,7 @@ def sync_policy(audit: AuditLog, config_dir: Path | None) -> str | None:
     if not path.is_file():
         return None
     current = policy_in_force(audit)
-    text = path.read_text(encoding="utf-8")
+    text = _policy_text(path)
     if current is None:
         apply_policy(audit, path)
         return None

@@ -293,6 +293,20 @@ class Channel(Strict):
         return self
 
 
+def _unique_names(items: list[Any], what: str) -> list[Any]:
+    """Channels and webhooks are addressed by name (``notify test NAME``, delivery
+    records): two with one name would make that ambiguous."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise ValueError(
+                f"{what} name {item.name!r} is used twice ([{seen[item.name]}] and [{i}]); "
+                "rename one"
+            )
+        seen[item.name] = i
+    return items
+
+
 class Notifications(Strict):
     channels: list[Channel] = Field(default_factory=list)
     max_attempts: int = Field(6, ge=1, le=100, description="tries before a message is dead")
@@ -305,6 +319,11 @@ class Notifications(Strict):
     retention_days: float = Field(
         90, gt=0, description="sent and skipped messages older than this are removed"
     )
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        return _unique_names(value, "channel")
 
 
 class Settings(Strict):
@@ -325,6 +344,11 @@ class Settings(Strict):
         default_factory=list, description="environment variables whose values are secrets"
     )
     audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, value: list[Webhook]) -> list[Webhook]:
+        return _unique_names(value, "webhook")
 
 
 @dataclass(frozen=True)
@@ -354,12 +378,18 @@ def find_config_dir(explicit: Path | None = None) -> Path:
             return path
         tried.append(f"{path} ({source})")
         if source in ("--config", "OPSCONSOLE_CONFIG"):
+            import os
+
+            # Click fills --config from OPSCONSOLE_CONFIG: name the one the user set.
+            if source == "--config" and os.environ.get("OPSCONSOLE_CONFIG") == str(explicit):
+                source = "OPSCONSOLE_CONFIG"
             raise ConfigError(
                 [
                     (
                         SourceLocation(str(path / "inventory.yaml")),
                         "",
-                        f"no inventory.yaml (from {source})",
+                        f"no inventory.yaml (from {source}); point it at a config directory "
+                        "(`opsconsole config init DIR` writes the example there)",
                     )
                 ]
             )

@@ -183,8 +183,13 @@ def _read_tar(path: Path) -> dict[str, bytes]:
         tar = tarfile.open(path, "r:gz")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise OpsError(f"no such file: {path}", exit_code=4) from None
-    except (OSError, tarfile.TarError) as exc:
-        raise OpsError(f"{path}: not an evidence pack ({exc})", exit_code=6) from None
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        # EOFError: a gzip stream cut short (a truncated copy); click would turn it into
+        # a bare "Aborted!".
+        raise OpsError(
+            f"{path}: not an evidence pack ({exc or 'cut short: the file ends too early'})",
+            exit_code=6,
+        ) from None
     files: dict[str, bytes] = {}
     with tar:
         try:

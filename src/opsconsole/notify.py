@@ -39,6 +39,7 @@ __all__ = [
     "DeliveryFailed",
     "channel_secret",
     "channel_wants",
+    "check_channel_urls",
     "find_webhook",
     "pagerduty_event",
     "payload",
@@ -178,13 +179,13 @@ def channel_secret(channel: Channel, config: Config) -> str | None:
         assert path is not None
         try:
             value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 [
                     (
                         SourceLocation(str(path)),
                         f"notifications.channels.{channel.name}.secret_file",
-                        f"cannot read: {exc.strerror or exc}",
+                        f"cannot read: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}",
                     )
                 ]
             ) from None
@@ -194,6 +195,39 @@ def channel_secret(channel: Channel, config: Config) -> str | None:
 
 
 _PD_SEVERITY = {"SEV1": "critical", "SEV2": "error", "SEV3": "warning", "SEV4": "info"}
+
+
+def check_channel_urls(config: Config) -> None:
+    """Refuse an Apprise channel whose URL scheme no Apprise service handles (a typo such
+    as ``slak://``), before serve queues messages that could only ever go ``dead``.
+
+    Only the scheme is checked: the rest may hold ``{secret}``, which is not read here."""
+    from apprise.manager_plugins import NotificationManager
+
+    from opsconsole.errors import ConfigError, SourceLocation
+
+    known = NotificationManager().schemas()
+    problems = []
+    for i, channel in enumerate(config.settings.notifications.channels):
+        if channel.kind != "apprise" or channel.url is None:
+            continue
+        scheme = channel.url.split("://", 1)[0].lower() if "://" in channel.url else ""
+        if scheme not in known:
+            problems.append(
+                (
+                    SourceLocation(str(config.directory / "settings.yaml")),
+                    f"notifications.channels[{i}].url",
+                    (
+                        f"{channel.name}: no Apprise service has the scheme {scheme}://"
+                        if scheme
+                        else f"{channel.name}: not a URL (SCHEME://...)"
+                    )
+                    + "; use one Apprise supports, e.g. slack://, mailtos://, json:// "
+                    "(https://github.com/caronc/apprise/wiki)",
+                )
+            )
+    if problems:
+        raise ConfigError(problems)
 
 
 def pagerduty_event(message: Message, routing_key: str) -> dict[str, Any]:

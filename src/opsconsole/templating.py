@@ -210,6 +210,8 @@ def _url_finalize(value: Any) -> str:
     values = _url_values.get()
     if values is None:
         return str(value)
+    if isinstance(value, Undefined):
+        str(value)  # raises UndefinedError here, inside render(), where it is reported
     values.append(value)
     return f"{_URL_MARK}{len(values) - 1}\x01"
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from opsconsole.errors import SourceError, SourceLocation
 
-__all__ = ["Marks", "load_model", "load_yaml", "validate"]
+__all__ = ["Marks", "load_model", "load_yaml", "read_source_text", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
 PathKey = tuple[str | int, ...]
@@ -189,23 +189,32 @@ def _decode(data: bytes, name: str) -> str:
         ) from None
 
 
+def read_source_text(path: Path) -> str:
+    """A user-written file's text, within bounds; a missing, unreadable, oversized or
+    non-UTF-8 file is a :class:`SourceError` naming it (and line:col of a bad byte)."""
+    name = str(path)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise SourceError([(SourceLocation(name), "", "file not found")]) from None
+    except OSError as exc:
+        raise SourceError(
+            [(SourceLocation(name), "", f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    if len(raw) > MAX_BYTES:
+        raise SourceError(
+            [(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB; refused")]
+        )
+    return _decode(raw, name)
+
+
 def load_yaml(path: Path, text: str | None = None) -> tuple[Any, Marks]:
     """Parse one YAML document within bounds; every problem becomes a :class:`SourceError`
     with its position."""
     name = str(path)
     if text is None:
-        try:
-            with path.open("rb") as fh:
-                raw = fh.read(MAX_BYTES + 1)
-        except FileNotFoundError:
-            raise SourceError([(SourceLocation(name), "", "file not found")]) from None
-        except OSError as exc:
-            raise SourceError([(SourceLocation(name), "", f"cannot read: {exc}")]) from None
-        if len(raw) > MAX_BYTES:
-            raise SourceError(
-                [(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB; refused")]
-            )
-        text = _decode(raw, name)
+        text = read_source_text(path)
     elif len(text) > MAX_BYTES:
         raise SourceError([(SourceLocation(name), "", f"larger than {MAX_BYTES // 1024} KiB")])
     marks = Marks(name)
@@ -239,7 +248,14 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
             cur = cur[part]
         elif isinstance(cur, dict) and isinstance(part, str) and part not in cur:
             # Either a union tag (skip it) or a missing/extra key (keep it as the leaf).
-            if part.startswith(("function-", "tagged-union", "union[")) or "[" in part:
+            # Tags are type names: `str`, `int`, ... or a model's CamelCase class name;
+            # the keys of these YAML files are lower-case.
+            if (
+                part.startswith(("function-", "tagged-union", "union["))
+                or "[" in part
+                or part in _TYPE_TAGS
+                or part[:1].isupper()
+            ):
                 continue
             out.append(part)
             cur = None
@@ -265,6 +281,12 @@ def _message(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "required field is missing"
     msg = str(err.get("msg", "invalid"))
+    if kind == "path_type":
+        msg = "should be a file path"
+    if kind in ("model_type", "dataclass_type", "dict_type"):
+        # pydantic names the Python class ("... or instance of RulesFile"): say what the
+        # YAML needs instead.
+        msg = "expected a mapping (key: value lines)"
     inp = err.get("input")
     if (
         kind not in ("missing",)
@@ -277,12 +299,32 @@ def _message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
+
+
+def _other_branches_went_deeper(
+    errors: list[tuple[tuple[str | int, ...], dict[str, Any]]],
+) -> list[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """Drop a union branch's "wrong type" error when another branch matched the value's
+    shape and reports something deeper inside it (`allow: [{... environments: [prod]}]`
+    is a Grant with a bad environment, not "should be a valid string" as well)."""
+
+    def deeper(path: tuple[str | int, ...]) -> bool:
+        return any(len(p) > len(path) and p[: len(path)] == path for p, _ in errors)
+
+    return [
+        (path, err)
+        for path, err in errors
+        if not (str(err.get("type", "")).endswith("_type") and deeper(path))
+    ]
+
+
 def errors_from_validation(
     exc: ValidationError, data: Any, marks: Marks, prefix: tuple[str | int, ...] = ()
 ) -> list[tuple[SourceLocation, str, str]]:
     problems: list[tuple[SourceLocation, str, str]] = []
-    for err in exc.errors():
-        path = prefix + _data_path(data, tuple(err["loc"]))
+    paths = [(prefix + _data_path(data, tuple(err["loc"])), err) for err in exc.errors()]
+    for path, err in _other_branches_went_deeper(paths):
         is_key = err.get("type") in ("extra_forbidden",)
         loc = marks.locate(path, key=is_key)
         problems.append((loc, format_field(path), _message(err)))

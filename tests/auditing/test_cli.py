@@ -57,6 +57,20 @@ def test_checkpoint_with_nowhere_to_go_is_a_usage_error(db_path: Path) -> None:
     assert r.exit_code == 2 and "--out" in r.stderr
 
 
+def test_keygen_creates_its_directory_private_to_the_signer(tmp_path: Path) -> None:
+    """As the README shows it: `audit keygen --dir /etc/opsconsole` on a machine where
+    that directory does not exist yet."""
+    target = tmp_path / "etc" / "opsconsole"
+    r = cli("audit", "keygen", "--dir", str(target))
+    assert r.exit_code == 0, r.output
+    assert (target / "audit-signing.pem").stat().st_mode & 0o777 == 0o600
+    assert target.stat().st_mode & 0o777 == 0o700
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    r = cli("audit", "keygen", "--dir", str(blocked / "keys"))
+    assert r.exit_code == 1 and f"cannot create {blocked / 'keys'}" in r.stderr, r.output
+
+
 def test_keygen_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
     assert cli("audit", "keygen", "--dir", str(tmp_path)).exit_code == 0
     assert (tmp_path / "audit-signing.pem").stat().st_mode & 0o777 == 0o600

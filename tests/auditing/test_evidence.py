@@ -130,6 +130,17 @@ def test_pack_verifies_offline_on_a_read_only_copy(breach: dict) -> None:  # typ
     assert r.stdout.startswith("evidence pack intact")
 
 
+@pytest.mark.parametrize("keep", [100, 2000])
+def test_a_truncated_pack_is_named_damaged_not_aborted(breach: dict, keep: int) -> None:  # type: ignore[type-arg]
+    data = breach["pack"].read_bytes()
+    cut = breach["tmp"] / f"cut{keep}.tar.gz"
+    cut.write_bytes(data[:keep])
+    r = _verify(cut, breach["public"])
+    assert r.returncode == 6, (r.returncode, r.stdout, r.stderr)
+    assert "Aborted" not in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"error: {cut}: ") and len(r.stderr.splitlines()) == 1
+
+
 def test_one_byte_changed_in_the_report_is_named(breach: dict) -> None:  # type: ignore[type-arg]
     files = _files(breach["pack"])
     report = bytearray(files["report.md"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,53 @@ def test_runbook_list_never_breaks_a_path(tmp_path: Path) -> None:
         for shipped in ("regional-failover", "backup-restore", "rotate-api-key"):
             assert any(line.startswith(shipped + " ") for line in lines), (shipped, res.stdout)
             assert any(line.rstrip().endswith(f"runbooks/{shipped}.yaml") for line in lines)
+
+
+def test_listings_piped_at_80_columns_print_ids_whole(tmp_path: Path) -> None:
+    """incident list, runbook runs, audit list and drill list/history: the ids a user
+    copies into the next command (INC-..., run ids, drill names, regions) stay on one line."""
+    cfg = tmp_path / "cfg"
+    shutil.copytree(REPO / "config", cfg)
+    base = ("--config", str(cfg))
+    env = {"COLUMNS": "80"}
+    declared = cli(
+        *base,
+        "incident",
+        "declare",
+        "--severity",
+        "SEV1",
+        "--category",
+        "data-breach",
+        "--title",
+        "card data exposure",
+        "--region",
+        "eu-central-1",
+    )
+    assert declared.exit_code == 0, declared.output
+    cli(*base, "runbook", "run", "regional-failover", "--var", "region=sa-east-1", "--yes")
+    runs = json.loads(cli(*base, "runbook", "runs", "--json").stdout)
+    run_id = runs[0]["id"]
+    recorded = cli(
+        *base,
+        "drill",
+        "record",
+        "payments-tabletop",
+        "--participants",
+        "a,b",
+        "--notes",
+        "walked through the payments plan",
+    )
+    assert recorded.exit_code == 0, recorded.output
+    cases = {
+        ("incident", "list"): ["INC-2026-0001", "data-breach", "eu-central-1"],
+        ("runbook", "runs"): [run_id, "regional-failover"],
+        ("audit", "list"): ["incident.declare", "runbook.run.finished", "INC-2026-0001"],
+        ("drill", "list"): ["payments-tabletop", "sa-east-1-failover", "payments-bcp"],
+        ("drill", "history"): ["payments-tabletop", "payments-bcp"],
+        ("notify", "list"): [run_id, "runbook.run_failed", "incident.declared"],
+    }
+    for command, words in cases.items():
+        proc = cli_subprocess(*base, *command, env=env)
+        assert proc.returncode == 0, (command, proc.stderr)
+        for word in words:
+            assert word in proc.stdout, (command, word, proc.stdout)

@@ -208,6 +208,39 @@ def test_a_missing_channel_secret_stops_serve_before_it_listens(tmp_path: Path) 
     assert "environment variable NO_SUCH is not set" in result.stderr
 
 
+@pytest.mark.parametrize("command", [("config", "check"), ("serve",)])
+def test_a_channel_url_no_apprise_service_handles_is_refused_up_front(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    cfg_dir = write_config(
+        tmp_path / "config",
+        settings={
+            "notifications": {
+                "channels": [
+                    {"name": "ok", "url": "json://127.0.0.1:9/x"},
+                    {"name": "typo", "url": "slak://T0/B0/xyz"},
+                ]
+            }
+        },
+    )
+    result = cli("--config", str(cfg_dir), *command, env={"OPSCONSOLE_SERVE_TOKEN": "x" * 32})
+    assert result.exit_code == 3, result.output
+    assert "notifications.channels[1].url: typo: no Apprise service has the scheme slak://" in (
+        result.stderr
+    )
+
+
+def test_two_channels_with_one_name_are_refused(tmp_path: Path) -> None:
+    hook = {"url": "json://127.0.0.1:9/x"}
+    cfg_dir = write_config(
+        tmp_path / "config",
+        settings={"notifications": {"channels": [{"name": "a", **hook}, {"name": "a", **hook}]}},
+    )
+    result = cli("--config", str(cfg_dir), "config", "check")
+    assert result.exit_code == 3, result.output
+    assert "channel name 'a' is used twice ([0] and [1])" in result.stderr
+
+
 @pytest.mark.parametrize(
     "action,target,details,outcome,event",
     [

@@ -250,6 +250,31 @@ def test_rules_name_runbooks_and_regions_that_exist(tmp_path: Path) -> None:
     )
 
 
+def test_rules_actions_are_checked_like_the_commands_they_stand_for(tmp_path: Path) -> None:
+    """What `incident declare` and `runbook run` would refuse when the rule fires is
+    refused by `rules validate` (and serve's start): severity, category, runbook params."""
+    cfg = write_config(tmp_path / "config")
+    (cfg / "rules.yaml").write_text(
+        "rules:\n  - name: a\n    when: {health: {state: down}}\n    then:\n"
+        "      incident: {severity: SEV9, category: no-such-category, title: t}\n"
+        "      runbook: {name: regional-failover, params: {regoin: x}}\n"
+        "  - name: b\n    when: {health: {state: down}}\n    then:\n"
+        "      incident: {severity: '{{ event.labels.sev }}', category: data-breach}\n"
+        "      runbook: {name: regional-failover, params: {region: '{{ event.region }}'}}\n"
+    )
+    result = cli("--config", str(cfg), "rules", "validate")
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, result.stderr  # rule b (templates, right names) is fine
+    assert "rules.yaml:5:28: rules[0].then.incident.severity: 'SEV9' is not a severity" in lines[0]
+    assert (
+        "rules[0].then.incident.category: no playbook for category 'no-such-category'" in (lines[1])
+    )
+    assert (
+        "rules.yaml:6:50: rules[0].then.runbook.params: unknown parameter(s) regoin" in (lines[2])
+    )
+
+
 def test_shipped_example_rules_are_valid(example_config: Path) -> None:
     result = cli("--config", str(example_config), "rules", "validate")
     assert result.exit_code == 0 and "3 rule(s) OK" in result.stdout

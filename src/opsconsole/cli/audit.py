@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from opsconsole.cli.state import console, print_json, state
+from opsconsole.cli.state import console, print_json, print_table, state
 
 if TYPE_CHECKING:
     from opsconsole.auditing.verify import VerifyResult
@@ -128,7 +128,7 @@ def list_(
                 )
             )
         )
-    console().print(table)
+    print_table(table, keep=("seq", "time (local)", "actor", "via", "action", "target", "outcome"))
     if not rows:
         console().print("no events match")
 
@@ -334,7 +334,13 @@ def keygen(
     NAME.pub to verifiers. Point settings audit.signing_key_file / public_key_file at them.
     """
     from opsconsole.auditing.checkpoints import generate_keypair
+    from opsconsole.errors import OpsError
 
+    try:
+        # A directory made here holds a private key: the signer's alone (umask permitting).
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OpsError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     private, public = out_dir / f"{name}.pem", out_dir / f"{name}.pub"
     kid = generate_keypair(private, public)
     typer.echo(f"key {kid}: private {private} (mode 0600), public {public}")

@@ -19,6 +19,10 @@ def check(
     """Validate inventory.yaml and settings.yaml; summarise regions, services, endpoints, hosts."""
     cfg = state.config()
     state.audit_key()  # an unreadable or empty audit_key_file is a configuration error too
+    if cfg.settings.notifications.channels:
+        from opsconsole.notify import check_channel_urls
+
+        check_channel_urls(cfg)
     inv = cfg.inventory
     rows = []
     for rid, region in inv.regions.items():
@@ -84,8 +88,15 @@ def init(
             f"{len(clashes)} file(s)",
             exit_code=ExitCode.CONFLICT,
         )
-    target.mkdir(parents=True, exist_ok=True)
-    for p in files:
-        shutil.copyfile(p, target / p.name)
-        typer.echo(f"wrote {target / p.name}")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for p in files:
+            shutil.copyfile(p, target / p.name)
+            typer.echo(f"wrote {target / p.name}")
+    except OSError as exc:
+        raise OpsError(
+            f"cannot write {exc.filename or target}: {exc.strerror or exc}; "
+            "choose a directory you can write to (config init DIR)",
+            exit_code=ExitCode.CONFIG,
+        ) from None
     typer.echo(f"next: edit {target / 'inventory.yaml'}, then `opsconsole config check`")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from opsconsole.cli.state import console, print_json, state
+from opsconsole.cli.state import console, print_json, print_table, state
 
 if TYPE_CHECKING:
     from opsconsole.config import Config
@@ -234,7 +234,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
             _n(r["rpo_seconds"]),
             r["owner"],
         )
-    console().print(table)
+    print_table(table, keep=("name", "plan", "kind", "next due (UTC)", "RTO", "RPO", "owner"))
     if not rows:
         console().print(
             f"no drills defined; add one with `opsconsole drill add` (file: {loaded.path})"
@@ -407,7 +407,7 @@ def history(
             r.reason or r.notes or "",
             r.id,
         )
-    console().print(table)
+    print_table(table, keep=("when (UTC)", "drill", "plan", "kind", "status", "id"))
     if not runs:
         console().print("no drill runs recorded")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from opsconsole.cli.state import console, print_json, state
+from opsconsole.cli.state import console, print_json, print_table, state
 
 if TYPE_CHECKING:
     from opsconsole.incidents import IncidentService, IncidentView, Task
@@ -134,7 +134,10 @@ def list_(
             _utc(i.declared_at),
             escape(i.title),
         )
-    console().print(table if incidents else "no incidents")
+    if not incidents:
+        console().print("no incidents")
+        return
+    print_table(table, keep=("id", "sev", "status", "category", "regions", "declared"))
 
 
 @app.command()
@@ -372,16 +375,26 @@ def report(
 ) -> None:
     """Write the Markdown post-incident report."""
     text = _svc().report(incident_id)
-    state.record("incident.report", incident_id.upper(), {"out": str(out) if out else "-"})
     if out is None:
+        state.record("incident.report", incident_id.upper(), {"out": "-"})
         typer.echo(text)
         return
+    # Open first (an unwritable --out is recorded as nothing), then record, then write:
+    # a report is never on disk without its audit event.
     try:
-        out.write_text(text + "\n", encoding="utf-8")
+        fh = out.open("w", encoding="utf-8")
     except OSError as exc:
         from opsconsole.errors import OpsError
 
         raise OpsError(f"cannot write {out}: {exc.strerror or exc}") from None
+    with fh:
+        try:
+            state.record("incident.report", incident_id.upper(), {"out": str(out)})
+        except BaseException:
+            fh.close()
+            out.unlink(missing_ok=True)
+            raise
+        fh.write(text + "\n")
     console().print(f"wrote {out}")
 
 
@@ -398,7 +411,12 @@ def ingest(
     try:
         raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise OpsError(f"cannot read {source}: {exc}") from None
+        raise OpsError(f"cannot read {source}: {exc.strerror or exc}", exit_code=3) from None
+    except UnicodeDecodeError as exc:
+        raise OpsError(
+            f"{source}: not UTF-8 (byte {exc.start}); Alertmanager sends UTF-8 JSON",
+            exit_code=3,
+        ) from None
     try:
         payload = json.loads(raw)
     except json.JSONDecodeError as exc:

@@ -105,8 +105,10 @@ class LazyGroup(TyperGroup):
         for name in self.list_commands(ctx):
             target = _target(name)
             text = target.info.help if isinstance(target, typer.Typer) else target.__doc__
-            first = (text or "").strip().splitlines()
-            rows.append((name, first[0] if first else ""))
+            # The first paragraph, not the first line: a summary wrapped in the docstring
+            # would be cut mid-sentence.
+            first = (text or "").strip().split("\n\n", 1)[0]
+            rows.append((name, " ".join(first.split())))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from opsconsole.cli.state import console, print_json, state
+from opsconsole.cli.state import console, print_json, print_table, state
 
 app = typer.Typer(
     help="Notification outbox: what was sent, what failed, retry.", no_args_is_help=True
@@ -54,7 +54,7 @@ def list_(
             ", ".join(m.delivered),
             (m.last_error or "")[:80],
         )
-    console().print(table)
+    print_table(table, keep=("id", "created (UTC)", "event", "subject", "status", "tries"))
     if not items:
         console().print("no messages" + (" failed" if failed else ""))
 

@@ -413,9 +413,10 @@ def runs(
                 )
             )
         )
-    console().print(table)
     if not rows:
         console().print("no runs")
+        return
+    print_table(table, keep=("run", "runbook", "status", "mode", "actor", "started (UTC)"))
 
 
 @app.command("log")

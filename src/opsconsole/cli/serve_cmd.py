@@ -20,10 +20,9 @@ def _token(token_file: Path | None) -> str:
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise OpsError(
-                f"--token-file {token_file}: cannot read: {exc.strerror or exc}", exit_code=3
-            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise OpsError(f"--token-file {token_file}: cannot read: {why}", exit_code=3) from None
         source = str(token_file)
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()
@@ -84,13 +83,14 @@ def serve(
     import asyncio
 
     from opsconsole.errors import OpsError
-    from opsconsole.notify import channel_secret
+    from opsconsole.notify import channel_secret, check_channel_urls
     from opsconsole.serve.app import ServeOptions, Server
 
     if (tls_cert is None) != (tls_key is None):
         raise OpsError("give both --tls-cert and --tls-key, or neither", exit_code=2)
     token = _token(token_file)
     config = state.config()
+    check_channel_urls(config)
     for channel in config.settings.notifications.channels:
         channel_secret(channel, config)  # a missing secret stops here, not in the worker
     # serve acts as the OS account it runs as (the access policy applies to it like to

@@ -85,13 +85,13 @@ def _header(text: str) -> str:
 def load_drills(config: Config, path: Path | None = None) -> LoadedDrills:
     """Load and validate the drills file (regions checked against the inventory)."""
     from opsconsole.drills.model import DrillsFile
-    from opsconsole.yamlsource import load_yaml, validate
+    from opsconsole.yamlsource import load_yaml, read_source_text, validate
 
     path = path or drills_path(config)
     if not path.is_file():
         return LoadedDrills(path, DrillsFile(), {}, "")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = read_source_text(path)
         data, marks = load_yaml(path, text)
         data = data if data is not None else {}
         model = validate(

@@ -216,19 +216,59 @@ def load_rules(config: Config | None, path: Path | None = None) -> RulesFile:
         raise ConfigError(exc.problems) from None
     if config is None:
         return rules
-    from opsconsole.runbooks.loader import find_runbook
+    from opsconsole.incidents.model import SEVERITIES
+    from opsconsole.incidents.playbook import find_playbook
+    from opsconsole.runbooks.loader import find_runbook, load_runbook
 
     problems: list[tuple[SourceLocation, str, str]] = []
+
+    def add(where: tuple[str | int, ...], msg: str) -> None:
+        problems.append((marks.locate(where), format_field(where), msg))
+
     for i, rule in enumerate(rules.rules):
-        if rule.then.runbook is not None:
+        # What the action's command would refuse when the rule fires is refused now.
+        incident = rule.then.incident
+        if (
+            incident is not None
+            and "{" not in incident.severity
+            and (incident.severity not in SEVERITIES)
+        ):
+            add(
+                ("rules", i, "then", "incident", "severity"),
+                f"{incident.severity!r} is not a severity; use {', '.join(SEVERITIES)}",
+            )
+        if incident is not None and "{" not in incident.category:
             try:
-                find_runbook(rule.then.runbook.name, config)
+                find_playbook(incident.category, config)
             except NotFoundError as exc:
-                where = ("rules", i, "then", "runbook", "name")
-                problems.append((marks.locate(where), format_field(where), str(exc)))
+                add(("rules", i, "then", "incident", "category"), str(exc))
+        if rule.then.runbook is not None:
+            action = rule.then.runbook
+            try:
+                rb = load_runbook(find_runbook(action.name, config), config=config)
+            except NotFoundError as exc:
+                add(("rules", i, "then", "runbook", "name"), str(exc))
+            except (ConfigError, SourceError):
+                pass  # the runbook's own problems are `runbook validate`'s to report
+            else:
+                unknown = sorted(set(action.params) - set(rb.params))
+                missing = [
+                    n
+                    for n, p in rb.params.items()
+                    if p.required and p.default is None and n not in action.params
+                ]
+                if unknown or missing:
+                    add(
+                        ("rules", i, "then", "runbook", "params"),
+                        (f"unknown parameter(s) {', '.join(unknown)}; " if unknown else "")
+                        + (f"missing required {', '.join(missing)}; " if missing else "")
+                        + f"runbook {rb.name} takes {', '.join(rb.params) or 'none'}",
+                    )
         health = rule.when.health
-        if health is not None and not any(c in health.region for c in "*?[") and (
-            health.region not in config.inventory.regions
+        if (
+            health is not None
+            and not any(c in health.region for c in "*?[")
+            and (health.region not in config.inventory.regions)
         ):
             where = ("rules", i, "when", "health", "region")
             problems.append(

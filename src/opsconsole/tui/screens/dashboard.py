@@ -20,6 +20,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widgets import Header, Input, Static
 
 from opsconsole.tui.feed import HealthSnapshot
@@ -117,15 +118,18 @@ class DashboardScreen(OpsScreen):
         grids = self.query(HealthGrid)
         if not grids:  # not composed yet (or being torn down): drawn on mount
             return
-        self.updates += 1
         self.refresh_failovers()
         grid = grids.first(HealthGrid)
         grid.now = self.now
         grid.update_snapshot(snap)
-        self._draw_banner()
-        self._draw_host()
-        self._draw_side()
-        self._draw_tail()
+        try:
+            self._draw_banner()
+            self._draw_host()
+            self._draw_side()
+            self._draw_tail()
+        except NoMatches:  # children still mounting, or torn down: the next snapshot draws
+            return
+        self.updates += 1
 
     def _tick(self) -> None:
         if self.query("#down-banner"):  # not while the screen is being torn down

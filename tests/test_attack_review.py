@@ -180,3 +180,73 @@ def test_approval_step_marked_done_in_the_table_does_not_pass_the_gate(
         "SELECT status FROM run_steps WHERE run_id = ? AND step_id = 'change'", [run.run_id]
     ).fetchone()[0]
     assert change == "pending"
+
+
+def test_own_config_dir_cannot_lend_a_granted_runbook_name(
+    site: dict[str, Any], tmp_path: Path, group_member: tuple[str, str]
+) -> None:
+    """`--config DIR` of one's own with runbooks/deploy-web.yaml (no requires_approval):
+    the file is the starter's to change, so it does not run under deploy-web's grants."""
+    import os
+    import pwd
+
+    from opsconsole.access import AccessDenied
+    from opsconsole.config import load_config
+    from opsconsole.runbooks.loader import load_runbook
+    from tests.test_access import _apply
+
+    _apply(site)
+    member = group_member[1]  # in the operators role through its group
+    mine = tmp_path / "mine"
+    (mine / "runbooks").mkdir(parents=True)
+    (mine / "inventory.yaml").write_text((site["cfg"] / "inventory.yaml").read_text())
+    marker = _marker(tmp_path)
+    (mine / "runbooks" / "deploy-web.yaml").write_text(
+        f"name: deploy-web\nparams:\n  region: {{required: true}}\n"
+        f"steps:\n  - {{id: change, shell: 'touch {marker}'}}\n"
+    )
+    uid = pwd.getpwnam(member).pw_uid
+    for p in (mine, mine / "runbooks", mine / "runbooks" / "deploy-web.yaml"):
+        os.chown(p, uid, -1)
+    env = _env(site, member)
+    env.config = load_config(mine)
+    rb = load_runbook(mine / "runbooks" / "deploy-web.yaml")
+    with pytest.raises(AccessDenied, match="runbook file:"):
+        asyncio.run(start_run(rb, {"region": "stg-1"}, env=env, operator=UnattendedOperator()))
+    assert not marker.exists()
+    # The site's own runbook directory (not the member's to change) keeps its name.
+    run = asyncio.run(
+        start_run(
+            load_runbook(site["cfg"] / "runbooks" / "deploy-web.yaml"),
+            {"region": "stg-1"},
+            env=_env(site, member),
+            operator=UnattendedOperator(),
+        )
+    )
+    assert run.status == "waiting_approval"
+
+
+def test_a_refused_self_approval_does_not_hide_the_real_decision(site: dict[str, Any]) -> None:
+    """The requester's refused attempt is recorded under the same action; it must not
+    mask (and so revoke) the approval another account gave before it."""
+    site["policy"].unlink()
+    run = _run(site, "alice", "deploy-web", "stg-1")
+    db = site["db"]
+    decide_approval(db, _as(site, "bob"), run.run_id, approve=True, config=site["config"])
+    from opsconsole.runbooks.approvals import proven_decision
+
+    assert proven_decision(_as(site, "x"), run.run_id, "requires-approval") is not None
+    with pytest.raises(OpsError):
+        decide_approval(db, _as(site, "alice"), run.run_id, approve=False, config=site["config"])
+    # The request is decided now, so that attempt is refused as "not waiting"; her
+    # refusal recorded while it was still pending (racing bob's approval) looks like:
+    _as(site, "alice").record(
+        "runbook.approval.approved",
+        f"{run.run_id}/requires-approval",
+        {"reason": "self-approval refused"},
+        "denied",
+    )
+    done = asyncio.run(
+        resume_run(run.run_id, env=_env(site, "alice"), operator=UnattendedOperator())
+    )
+    assert done.status == "succeeded", done.error

@@ -192,8 +192,15 @@ def proven_decision(audit: AuditLog, run_id: str, step_id: str) -> Decision | No
 
     target = f"{run_id}/{step_id}"
     asked = proven_event(audit, ["runbook.approval.requested"], target)
-    event = proven_event(audit, ["runbook.approval.approved", "runbook.approval.denied"], target)
-    if event is None or event["outcome"] != "ok":
+    # Only decisions count: a refused attempt is recorded under the same action (outcome
+    # denied) and, racing a real decision, must not hide it.
+    event = proven_event(
+        audit,
+        ["runbook.approval.approved", "runbook.approval.denied"],
+        target,
+        lambda e: e["outcome"] == "ok",
+    )
+    if event is None:
         return None
     if asked is not None and event["seq"] < asked["seq"]:
         return None

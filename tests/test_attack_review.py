@@ -250,3 +250,35 @@ def test_a_refused_self_approval_does_not_hide_the_real_decision(site: dict[str,
         resume_run(run.run_id, env=_env(site, "alice"), operator=UnattendedOperator())
     )
     assert done.status == "succeeded", done.error
+
+
+def test_serve_refuses_a_non_utf8_authorization_header_with_401(tmp_path: Path) -> None:
+    """Raw bytes in the bearer token gave a 500 and a traceback, unaudited."""
+    import socket
+
+    from opsconsole.store import open_db
+    from tests.serve.helpers import Serve, write_config
+
+    db = tmp_path / "serve.db"
+    proc = Serve(write_config(tmp_path / "config"), db)
+    try:
+        host, port = proc.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xfd\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 401"), reply[:200]
+    finally:
+        assert proc.stop() == 0
+    assert proc.proc.stderr is not None
+    assert "Traceback" not in proc.proc.stderr.read()
+    rows = (
+        open_db(db)
+        .execute("SELECT details FROM audit_events WHERE action = 'serve.refused'")
+        .fetchall()
+    )
+    assert [json.loads(r[0])["reason"] for r in rows] == ["wrong token"]

@@ -158,7 +158,12 @@ class Server:
         reason = None
         if scheme.lower() != "bearer" or not given.strip():
             reason = "missing token"
-        elif not hmac.compare_digest(given.strip().encode(), self.opts.token.encode()):
+        elif not hmac.compare_digest(
+            # A header that is not UTF-8 arrives with surrogates: refuse it as a wrong
+            # token (401, audited), never a 500 with a traceback.
+            given.strip().encode("utf-8", "surrogateescape"),
+            self.opts.token.encode(),
+        ):
             reason = "wrong token"
         if reason is not None:
             await self._store(self._refuse, request, 401, reason)

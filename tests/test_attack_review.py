@@ -282,3 +282,20 @@ def test_serve_refuses_a_non_utf8_authorization_header_with_401(tmp_path: Path) 
         .fetchall()
     )
     assert [json.loads(r[0])["reason"] for r in rows] == ["wrong token"]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620, 0o666])
+def test_serve_refuses_a_token_file_other_accounts_can_read_or_replace(
+    tmp_path: Path, mode: int
+) -> None:
+    from tests.helpers import cli
+    from tests.serve.helpers import write_config
+
+    token = tmp_path / "token"
+    token.write_text("s3cr3t-token-" + "x" * 30)
+    token.chmod(mode)
+    cfg = write_config(tmp_path / "config")
+    result = cli("--config", str(cfg), "serve", "--port", "0", "--token-file", str(token))
+    assert result.exit_code == 3, result.output
+    assert f"mode {mode:04o} lets other accounts read or replace the token" in result.stderr
+    assert "s3cr3t-token" not in result.output + result.stderr

@@ -299,3 +299,29 @@ def test_serve_refuses_a_token_file_other_accounts_can_read_or_replace(
     assert result.exit_code == 3, result.output
     assert f"mode {mode:04o} lets other accounts read or replace the token" in result.stderr
     assert "s3cr3t-token" not in result.output + result.stderr
+
+
+def test_serve_error_log_of_a_malformed_request_masks_the_token(tmp_path: Path) -> None:
+    """aiohttp's 400 for a bad header value logged the raw header - the bearer token -
+    with a traceback on stderr (journald)."""
+    import socket
+
+    from tests.serve.helpers import TOKEN, Serve, write_config
+
+    proc = Serve(write_config(tmp_path / "config"), tmp_path / "serve.db")
+    try:
+        host, port = proc.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + TOKEN.encode()
+                + b"\x00\r\nConnection: close\r\n\r\n"
+            )
+            reply = conn.recv(65536)
+        assert reply.startswith(b"HTTP/1.0 400") or reply.startswith(b"HTTP/1.1 400"), reply
+    finally:
+        assert proc.stop() == 0
+    assert proc.proc.stderr is not None
+    err = proc.proc.stderr.read()
+    assert "Error handling request" in err  # still logged, as one line
+    assert TOKEN not in err and "Traceback" not in err

@@ -583,6 +583,7 @@ def test_access_show_names_account_roles_and_policy(site: dict[str, Any]) -> Non
 def test_serve_with_the_scheduler_needs_scheduler_run(site: dict[str, Any], tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("t" * 40)
+    token.chmod(0o600)
     result = cli(
         "--config", str(site["cfg"]), "serve", "--scheduler", "--port", "0",
         "--token-file", str(token),

@@ -121,9 +121,10 @@ def bastion() -> Iterator[Bastion]:
         accounts.add_user(req, [group])
         accounts.add_user(appr, [group, approvers])
         accounts.add_user(out, [group])
-        # The shared directory: traversable by all, writable by the team's group.
+        # The shared directory: traversable by all, writable by the team's group, sticky
+        # so a member cannot swap the root-owned config/ (and its runbooks) for their own.
         os.chown(base, -1, __import__("grp").getgrnam(group).gr_gid)
-        os.chmod(base, 0o2775)
+        os.chmod(base, 0o3775)
         py = shared_dir = base / "py"
         shared_dir.mkdir()
         env = accounts.shared_python(py, req)

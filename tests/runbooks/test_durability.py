@@ -23,7 +23,9 @@ steps:
     shell: "echo ran >> {d}/one"
   - id: two
     idempotent: {idem}
-    shell: "echo $$ > {d}/two.pid; echo start >> {d}/two; sleep 60; echo end >> {d}/two"
+    shell: >-
+      echo $$ > {d}/two.pid; echo start >> {d}/two; sleep $(cat {d}/delay);
+      echo end >> {d}/two
   - id: three
     shell: "echo ran >> {d}/three"
 """
@@ -52,6 +54,7 @@ def _start_and_kill(tmp_path: Path, config_dir: Path, db_path: Path, idem: bool)
     work.mkdir()
     rb = tmp_path / "durable.yaml"
     rb.write_text(RUNBOOK.format(d=work, idem=str(idem).lower()))
+    (work / "delay").write_text("60")  # shortened later through this file, not the run row
     env = dict(os.environ, PYTHONPATH=str(SRC), OPSCONSOLE_DB=str(db_path))
     proc = subprocess.Popen(
         [
@@ -124,11 +127,9 @@ def test_kill_9_then_resume_reruns_an_idempotent_step_without_asking(
     run_id = _start_and_kill(tmp_path, config_dir, db_path, idem=True)
     work = tmp_path / "work"
     rb = tmp_path / "durable.yaml"
-    # Shorten the step so the re-run finishes; the stored definition is what resumes,
-    # so edit the stored source the way a re-run would see it.
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        conn.execute("UPDATE runs SET source = replace(source, 'sleep 60', 'sleep 0')")
-        conn.commit()
+    # Shorten the step so the re-run finishes (the stored run itself cannot be edited:
+    # a resume refuses a run whose text differs from what its start recorded).
+    (work / "delay").write_text("0")
     assert rb.exists()
     proc = cli_subprocess(
         "--config",
@@ -165,7 +166,8 @@ async def test_resume_refuses_while_the_original_process_is_alive(env, operator,
           - {id: a, shell: "true"}
         """)
     result = await start_run(rb, {}, env=env, operator=operator)
-    # Pretend it is still running in another live process (our parent).
+    # Pretend it is still running in another live process (our parent), with that
+    # process's start time (an owner is recognised by pid *and* start time).
     from opsconsole.runbooks.procs import proc_start
 
     env.db.execute(

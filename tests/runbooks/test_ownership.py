@@ -29,7 +29,7 @@ steps:
     shell: >-
       (setsid sh -c 'echo $$ > {d}/child.pid;
       while [ ! -e {d}/go ]; do sleep 0.05; done; echo late >> {d}/late' &);
-      echo start >> {d}/two; sleep 60; echo end >> {d}/two
+      echo start >> {d}/two; sleep $(cat {d}/delay); echo end >> {d}/two
   - id: three
     shell: "echo ran >> {d}/three"
 """
@@ -57,6 +57,7 @@ def _start(tmp_path: Path, config_dir: Path, db_path: Path) -> tuple[subprocess.
     work.mkdir()
     rb = tmp_path / "escaper.yaml"
     rb.write_text(ESCAPER.format(d=work))
+    (work / "delay").write_text("60")  # shortened later through this file, not the run row
     proc = _popen(config_dir, db_path, "run", str(rb), "--yes")
     _wait_for(
         lambda: _step_status(db_path, "two") == "running" and _pid_written(work / "child.pid"),
@@ -105,9 +106,7 @@ def test_kill_9_of_the_engine_ends_the_steps_processes_before_they_write(
     run_id, status = _run_status(db_path)
     assert status == "running"
     # The run's lock-free state: resume decides about the interrupted step, runs it once.
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        conn.execute("UPDATE runs SET source = replace(source, 'sleep 60', 'sleep 0')")
-        conn.commit()
+    (work / "delay").write_text("0")
     res = _popen(config_dir, db_path, "resume", run_id, "--yes")
     _, err = res.communicate(timeout=60)
     assert res.returncode == 0, err
@@ -145,10 +144,7 @@ def test_two_racing_resumes_run_the_interrupted_step_once(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     run_id, _ = _run_status(db_path)
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        # Long enough that both resumes are alive at once.
-        conn.execute("UPDATE runs SET source = replace(source, 'sleep 60', 'sleep 3')")
-        conn.commit()
+    (work / "delay").write_text("3")  # long enough that both resumes are alive at once
     racers = [_popen(config_dir, db_path, "resume", run_id, "--yes") for _ in range(2)]
     results = [(r.wait(timeout=90), r.communicate()[1]) for r in racers]
     codes = sorted(code for code, _ in results)

@@ -144,6 +144,7 @@ def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     short = cli("--config", str(cfg), "serve", env={"OPSCONSOLE_SERVE_TOKEN": "short"})
     assert short.exit_code == 3 and "shorter than 16" in short.stderr
     (tmp_path / "tok").write_text("y" * 32)
+    (tmp_path / "tok").chmod(0o600)
     half = cli(
         "--config", str(cfg), "serve", "--token-file", str(tmp_path / "tok"), "--tls-cert", "c.pem"
     )

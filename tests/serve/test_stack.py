@@ -24,6 +24,7 @@ def _query(prom_url: str, expr: str) -> list[dict[str, Any]]:
 def test_alertmanager_posts_and_prometheus_scrapes(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
     cfg = write_config(tmp_path / "config")
     db = tmp_path / "serve.db"
     serve = Serve(cfg, db, "--token-file", str(token_file))

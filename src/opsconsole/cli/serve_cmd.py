@@ -19,6 +19,17 @@ def _token(token_file: Path | None) -> str:
 
     if token_file is not None:
         try:
+            mode = token_file.stat().st_mode
+            if mode & 0o026:
+                # Like ssh with a private key: a token other accounts can read (or anyone
+                # but the owner can replace) is no secret. 0640 lets a group (e.g. the one
+                # Alertmanager and Prometheus run in) read it.
+                raise OpsError(
+                    f"--token-file {token_file}: mode {mode & 0o777:04o} lets other accounts "
+                    "read or replace the token; `chmod 0600` it (0640 for a group that "
+                    "Alertmanager/Prometheus run in)",
+                    exit_code=3,
+                )
             token = token_file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             why = getattr(exc, "strerror", None) or "not UTF-8 text"

@@ -107,10 +107,10 @@ def decide_approval(
     Refused (audited, outcome ``denied``) to the requester and the run's starter, and
     to an account without ``runbook.approve`` for this runbook and its environments
     (those of ``config``'s inventory; without a config, every environment)."""
-    from opsconsole.access import authorize
+    from opsconsole.access import authorize, proven_event
     from opsconsole.identity import normalise
     from opsconsole.runbooks.authz import policy_name, run_environments
-    from opsconsole.runbooks.state import get_run
+    from opsconsole.runbooks.state import get_run, proven_start
 
     run = get_run(db, run_id)
     verb = "approve" if approve else "deny"
@@ -120,7 +120,11 @@ def decide_approval(
         raise NotFoundError(f"run {run.id} is not waiting for an approval")
     target = f"{run.id}/{pending.step_id}"
     me = normalise(audit.actor)
-    if me in (normalise(pending.requested_by), normalise(run.actor)):
+    # Who asked and who started, as the chain proves them (the tables can be edited).
+    starter = str(proven_start(audit, run)["actor"])
+    asked = proven_event(audit, ["runbook.approval.requested"], target)
+    requester = str(asked["actor"]) if asked is not None else pending.requested_by
+    if me in {normalise(x) for x in (pending.requested_by, run.actor, requester, starter)}:
         # Recorded outside any transaction, so the refusal stays in the log.
         audit.record(
             action,
@@ -159,8 +163,8 @@ def decide_approval(
             target,
             {
                 "comment": comment,
-                "requested_by": pending.requested_by,
-                "run_actor": run.actor,
+                "requested_by": requester,
+                "run_actor": starter,
                 "approval_id": pending.id,
             },
         )
@@ -188,14 +192,25 @@ def proven_decision(audit: AuditLog, run_id: str, step_id: str) -> Decision | No
 
     target = f"{run_id}/{step_id}"
     asked = proven_event(audit, ["runbook.approval.requested"], target)
-    event = proven_event(audit, ["runbook.approval.approved", "runbook.approval.denied"], target)
-    if event is None or event["outcome"] != "ok":
+    # Only decisions count: a refused attempt is recorded under the same action (outcome
+    # denied) and, racing a real decision, must not hide it.
+    event = proven_event(
+        audit,
+        ["runbook.approval.approved", "runbook.approval.denied"],
+        target,
+        lambda e: e["outcome"] == "ok",
+    )
+    if event is None:
         return None
     if asked is not None and event["seq"] < asked["seq"]:
         return None
     det = event["details"]
-    others = {normalise(str(det.get("requested_by", ""))), normalise(str(det.get("run_actor", "")))}
-    if normalise(event["actor"]) in others:
+    # The requester and the starter as the chain proves them: the names in the decision's
+    # details came from tables anyone in a bastion's group can edit.
+    started = proven_event(audit, ["runbook.run.started"], run_id)
+    names = [det.get("requested_by"), det.get("run_actor")]
+    names += [e["actor"] for e in (asked, started) if e is not None]
+    if normalise(event["actor"]) in {normalise(str(n or "")) for n in names}:
         return None
     return Decision(
         decision=event["action"].rsplit(".", 1)[1],

@@ -25,8 +25,16 @@ if TYPE_CHECKING:
 __all__ = ["check_others", "check_start", "check_unlock", "policy_name", "run_environments"]
 
 
-def policy_name(name: str, path: str | Path | None, config: Config | None) -> str:
-    """The runbook name the policy's globs are matched against."""
+def policy_name(
+    name: str, path: str | Path | None, config: Config | None, actor: str | None = None
+) -> str:
+    """The runbook name the policy's globs are matched against.
+
+    With ``actor`` (the account starting the run): a file that account can change - it,
+    or a directory above it, is theirs or writable by them - is ``file:/path`` even in
+    a runbook directory. Otherwise ``--config DIR`` with a ``runbooks/`` of one's own
+    holding a ``regional-failover.yaml`` without ``requires_approval`` would run under the
+    grants for the real one, without its approval."""
     from opsconsole.runbooks.loader import runbook_dirs
 
     if path is None:
@@ -35,10 +43,53 @@ def policy_name(name: str, path: str | Path | None, config: Config | None) -> st
     for d in runbook_dirs(config):
         try:
             if where.is_relative_to(d.resolve()):
+                if actor is not None and _changeable_by(actor, where):
+                    break
                 return name
         except OSError:
             continue
     return f"file:{where}"
+
+
+def _changeable_by(account: str, path: Path) -> bool:
+    """Whether ``account`` could change the file at ``path``: it owns it or a directory
+    above it, or one of them is writable by it (a sticky directory only for its own
+    entries). Root, and names without a passwd entry (services), are not checked."""
+    import grp
+    import os
+    import pwd
+    import stat
+
+    if account == "root":
+        return False
+    try:
+        pw = pwd.getpwnam(account)
+    except KeyError:
+        return False
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if account in g.gr_mem}
+
+    def writable(st: os.stat_result) -> bool:
+        if st.st_uid == pw.pw_uid:
+            return True
+        if st.st_gid in gids and st.st_mode & stat.S_IWGRP:
+            return True
+        return bool(st.st_mode & stat.S_IWOTH)
+
+    child: os.stat_result | None = None
+    for node in (path, *path.parents):
+        try:
+            st = os.stat(node)
+        except OSError:
+            return True  # cannot tell: do not trust the name
+        if st.st_uid == pw.pw_uid:
+            return True
+        if child is None:
+            if writable(st):
+                return True
+        elif writable(st) and not (st.st_mode & stat.S_ISVTX and child.st_uid != pw.pw_uid):
+            return True
+        child = st
+    return False
 
 
 def run_environments(config: Config | None, params: dict[str, Any]) -> list[str]:
@@ -67,7 +118,7 @@ def check_start(env: RunEnv, rb: Runbook, values: dict[str, Any], run_id: str) -
         env.audit,
         "runbook.run",
         target=run_id,
-        runbook=policy_name(rb.name, rb.source, env.config),
+        runbook=policy_name(rb.name, rb.source, env.config, env.audit.actor),
         environments=run_environments(env.config, values),
     )
 

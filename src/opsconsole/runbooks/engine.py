@@ -36,12 +36,14 @@ from opsconsole.runbooks.results import RunEnv, RunResult
 from opsconsole.runbooks.schema import Runbook
 from opsconsole.runbooks.state import (
     TERMINAL_RUN,
+    RunTampered,
     StepClaimLost,
     claim_run,
     create_run,
     get_run,
     get_steps,
     owner_alive,
+    proven_start,
     sealed_results,
     set_run,
     set_step,
@@ -149,6 +151,7 @@ async def _start_run(
         parent_run=parent_run,
         incident_id=incident_id,
         steps=[(ph, i, s.id, s.name, s.action) for ph, i, s in steps],
+        pinned=_pin_sub_runbooks(runbook, env),
     )
     if secret_names:
         with immediate(env.db):
@@ -180,6 +183,52 @@ async def _start_run(
     )
     driver = Driver(run_id, runbook, steps, env, operator, mode, tctx, _sub_run)
     return await _drive(driver, "main", lock_key)
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _pin_sub_runbooks(runbook: Runbook, env: RunEnv) -> dict[str, str]:
+    """SHA-256 of each literally named sub-runbook's text as the run starts.
+
+    Recorded in the run's start event: a sub-run started later (after an approval, on a
+    resume, from another account's config) must run the text that was there when the
+    parent was started and approved, not a file edited or shadowed since."""
+    out: dict[str, str] = {}
+    for step in [*runbook.steps, *runbook.rollback]:
+        name = step.runbook.name if step.runbook is not None else None
+        if name is None or "{" in name:
+            continue
+        try:
+            out[name] = _digest(find_sub_runbook(name, runbook, env.config).read_text("utf-8"))
+        except (OpsError, OSError, UnicodeDecodeError):
+            continue  # not found now: the sub-run step fails with the loader's message
+    return out
+
+
+def _check_pinned(name: str, rb: Runbook, parent: Driver) -> None:
+    from opsconsole.access import proven_event
+
+    start = proven_event(parent.env.audit, ["runbook.run.started"], parent.run_id)
+    pinned = (start or {}).get("details", {}).get("sub_runbooks") or {}
+    if name not in pinned:
+        return
+    _, text = _source_text(rb)
+    if _digest(text) != pinned[name]:
+        parent.env.audit.record(
+            "runbook.run.tampered",
+            parent.run_id,
+            {"reason": f"sub-runbook {name} changed since the run started", "path": str(rb.source)},
+            "denied",
+        )
+        raise RunTampered(
+            f"sub-runbook {name} ({rb.source}) is not the text it was when run "
+            f"{parent.run_id} started (and was approved); the sub-run was not started. "
+            "Abort this run and start it again to use the new text"
+        )
 
 
 def _now_iso() -> str:
@@ -278,6 +327,7 @@ def _result(run: Any) -> RunResult:
 async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver, Any]:
     """Rebuild a driver from the stored run: same runbook text, params, outputs."""
     run = get_run(env.db, run_id)
+    proven_start(env.audit, run)  # never act on an edited runbook text, params or starter
     data, marks = load_yaml(_path_of(run.path), run.source)
     try:
         rb = validate(Runbook, data, marks)
@@ -548,6 +598,7 @@ async def _sub_run(name: str, params: dict[str, Any], parent: Driver, previous: 
             return _result(child)
         return await resume_run(child_id, env=env, operator=parent.operator)
     rb = load_runbook(find_sub_runbook(name, parent.runbook, env.config), config=env.config)
+    _check_pinned(name, rb, parent)
     chain = _ancestry(env, parent.run_id)
     if rb.name in chain or len(chain) >= MAX_SUB_RUN_DEPTH:
         shown = " -> ".join([*reversed(chain), rb.name])

@@ -90,7 +90,9 @@ class Driver(StepRunner):
     async def _one(self, phase: str, idx: int, step: Step) -> PhaseEnd | None:
         row = self._row(phase, idx)
         if row.status in FINISHED_STEP:
-            return None
+            if not self._unproven_gate(phase, idx, step, row):
+                return None
+            row = self._row(phase, idx)
         if row.status in ("running", "interrupted", "retrying"):
             decision = await self._decide_interrupted(phase, idx, step, row)
             if decision == "skip":
@@ -108,6 +110,38 @@ class Driver(StepRunner):
         if step.on_failure == "rollback" and phase == "main" and self.runbook.rollback:
             return PhaseEnd("rollback", out.status, error)
         return PhaseEnd("abort", out.status, error)
+
+    def _unproven_gate(self, phase: str, idx: int, step: Step, row: StepRow) -> bool:
+        """An approval step the table calls finished but the audit chain does not.
+
+        ``run_steps`` can be edited by anyone who can write the database (a bastion's
+        group): ``UPDATE run_steps SET status = 'succeeded'`` on the gate must not let a
+        resume walk past it. Such a row is put back to pending (audited
+        ``runbook.approval.unproven``, denied), so the gate asks again."""
+        if step.action != "approval":
+            return False
+        from opsconsole.access import proven_event
+
+        event = proven_event(
+            self.env.audit,
+            ["runbook.step.finished", "runbook.step.skipped", "runbook.step.waiting"],
+            f"{self.run_id}/{step.id}",
+        )
+        if event is not None and event["details"].get("status") == row.status:
+            return False
+        self._set_step(
+            phase,
+            idx,
+            status="pending",
+            finished_at=None,
+            action="runbook.approval.unproven",
+            details={
+                "table_status": row.status,
+                "reason": "the step row says finished; the audit log does not",
+            },
+            outcome="denied",
+        )
+        return True
 
     async def _on_interrupt(self, signal_name: str | None = None) -> tuple[str, str | None]:
         where = self._current[1] if self._current else None

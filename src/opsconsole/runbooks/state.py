@@ -7,6 +7,7 @@ cannot be written, the state does not move and the step's side effect never star
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -33,9 +34,11 @@ __all__ = [
     "TERMINAL_RUN",
     "RunClaimed",
     "RunRow",
+    "RunTampered",
     "StepClaimLost",
     "StepRow",
     "claim_run",
+    "content_digest",
     "create_run",
     "get_run",
     "get_step",
@@ -43,6 +46,7 @@ __all__ = [
     "list_runs",
     "migrations",
     "owner_alive",
+    "proven_start",
     "sealed_results",
     "set_run",
     "set_step",
@@ -233,6 +237,73 @@ def bound_output(text: str, limit: int = OUTPUT_LIMIT) -> tuple[str, bool]:
     return f"{head}\n[... {cut} characters truncated ...]\n{tail}", True
 
 
+class RunTampered(RunbookRunError):
+    """A run's stored text, params or starter differ from what its start recorded."""
+
+    exit_code = ExitCode.AUDIT_TAMPERED
+
+
+def content_digest(
+    runbook: str,
+    path: str,
+    source: str,
+    params: dict[str, Any],
+    secret_params: list[str],
+    mode: str,
+    actor: str,
+    parent_run: str | None,
+    incident_id: str | None,
+) -> str:
+    """SHA-256 of what a run *is* (runbook text, params, starter...): recorded in its
+    chained start event, so an approval is an approval of exactly this."""
+    blob = json.dumps(
+        [runbook, path, source, params, secret_params, mode, actor, parent_run, incident_id],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def proven_start(audit: AuditLog, run: RunRow) -> dict[str, Any]:
+    """The run's ``runbook.run.started`` event, proven by the chain, after checking that the
+    ``runs`` row still holds what it recorded.
+
+    ``runs`` is an ordinary table that every member of a bastion's group can write: a
+    resume, rollback or approval must never act on an edited runbook text, params or
+    starter (e.g. approve ``region: stg-1``, then edit it to ``prd-1`` before resuming).
+    Refused with :class:`RunTampered` (audited ``runbook.run.tampered``, denied)."""
+    from opsconsole.access import proven_event
+
+    event = proven_event(audit, ["runbook.run.started"], run.id)
+    recorded = event["details"].get("content_sha256") if event is not None else None
+    if event is not None and recorded is None:
+        return event  # started before runs carried a digest: nothing to compare
+    now = content_digest(
+        run.runbook,
+        run.path,
+        run.source,
+        run.params,
+        run.secret_params,
+        run.mode,
+        run.actor,
+        run.parent_run,
+        run.incident_id,
+    )
+    if event is not None and now == recorded:
+        return event
+    why = "no verifiable start event" if event is None else "content differs from its start"
+    audit.record(
+        "runbook.run.tampered",
+        run.id,
+        {"reason": why, "recorded_sha256": recorded, "stored_sha256": now},
+        "denied",
+    )
+    raise RunTampered(
+        f"run {run.id} was edited after it started ({why}: its runbook text, params or "
+        "starter in the runs table are not what the audit log recorded); refusing to act "
+        "on it. Abort it and start the runbook again; `opsconsole audit verify` for the rest"
+    )
+
+
 def create_run(
     db: sqlite_utils.Database,
     audit: AuditLog,
@@ -247,8 +318,11 @@ def create_run(
     parent_run: str | None,
     incident_id: str | None,
     steps: list[tuple[str, int, str, str, str]],
+    pinned: dict[str, str] | None = None,
 ) -> None:
-    """Insert the run and one pending row per step (phase, idx, id, name, action)."""
+    """Insert the run and one pending row per step (phase, idx, id, name, action).
+
+    ``pinned``: sub-runbook name -> SHA-256 of its text at the start (see engine)."""
     now = _now()
     with immediate(db):
         db.execute(
@@ -292,6 +366,18 @@ def create_run(
                 "mode": mode,
                 "parent_run": parent_run,
                 "incident_id": incident_id,
+                "content_sha256": content_digest(
+                    runbook,
+                    path,
+                    source,
+                    json.loads(json.dumps(redact(params))),
+                    secret_params,
+                    mode,
+                    audit.actor,
+                    parent_run,
+                    incident_id,
+                ),
+                **({"sub_runbooks": pinned} if pinned else {}),
             },
         )
 

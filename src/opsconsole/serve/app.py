@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import signal
 import sqlite3
 import ssl
@@ -64,6 +65,27 @@ class ServeOptions:
     verify_every_seconds: float = 600.0
     actor: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _MaskSecrets(logging.Filter):
+    """aiohttp logs a malformed request with a traceback quoting its raw bytes - an
+    ``Authorization: Bearer <token>`` line included: one line instead, secrets masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from opsconsole.redact import redact
+
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {record.exc_info[1]}"
+        record.msg, record.args = str(redact(text)), None
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_aiohttp_errors() -> None:
+    log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MaskSecrets) for f in log.filters):
+        log.addFilter(_MaskSecrets())
 
 
 def _log(event: str, **fields: Any) -> None:
@@ -158,7 +180,12 @@ class Server:
         reason = None
         if scheme.lower() != "bearer" or not given.strip():
             reason = "missing token"
-        elif not hmac.compare_digest(given.strip().encode(), self.opts.token.encode()):
+        elif not hmac.compare_digest(
+            # A header that is not UTF-8 arrives with surrogates: refuse it as a wrong
+            # token (401, audited), never a 500 with a traceback.
+            given.strip().encode("utf-8", "surrogateescape"),
+            self.opts.token.encode(),
+        ):
             reason = "wrong token"
         if reason is not None:
             await self._store(self._refuse, request, 401, reason)
@@ -439,6 +466,7 @@ class Server:
         return ctx
 
     async def run(self, *, signals: bool = True) -> int:
+        _quiet_aiohttp_errors()
         runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
         await runner.setup()
         ssl_ctx = self._ssl()

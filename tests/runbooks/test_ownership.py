@@ -212,3 +212,26 @@ def test_lock_keys_are_normalised(env):
     for other in ("DB3", "db3 ", " \uff44\uff42\uff13"):  # fullwidth: NFKC
         with pytest.raises(LockHeld):
             acquire_lock(env.db, env.audit, other, "b")
+
+
+def test_a_token_scan_reads_an_empty_environ_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between fork and exec /proc/PID/environ can read empty for a moment; a scan that
+    took that at face value let a step's just-forked descendant escape its kill."""
+    from opsconsole.runbooks import procs
+
+    real = Path.read_bytes
+    answers = [b"", b""]
+
+    def flaky(self: Path) -> bytes:
+        if self.name == "environ" and answers:
+            return answers.pop()
+        return real(self)
+
+    child = subprocess.Popen(["sleep", "30"], env={**os.environ, procs.TOKEN_ENV: "run-x/main/0/1"})
+    try:
+        monkeypatch.setattr(Path, "read_bytes", flaky)
+        assert procs.find_by_token("run-x/", among=[child.pid]) == [child.pid]
+        assert not answers  # it did read the empty answers, then the real one
+    finally:
+        child.kill()
+        child.wait()

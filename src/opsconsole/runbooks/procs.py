@@ -37,6 +37,8 @@ __all__ = [
 
 TOKEN_ENV = "OPSCONSOLE_STEP_TOKEN"
 ENGINE_ENV = "OPSCONSOLE_ENGINE"
+# Reads of an empty /proc/PID/environ before it counts as empty (1 ms apart).
+ENVIRON_RETRIES = 20
 _PR_SET_CHILD_SUBREAPER = 36
 _subreaper = False
 
@@ -114,10 +116,25 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def _environ(pid: int) -> bytes:
+    """``/proc/PID/environ``. It reads empty for a moment while the process is between
+    fork and exec (its memory being replaced), which would hide its token from a scan
+    that runs just then: read again briefly before taking an empty answer."""
+    path = Path(f"/proc/{pid}/environ")
+    for _ in range(ENVIRON_RETRIES):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return b""
+        if data:
+            return data
+        time.sleep(0.001)
+    return b""
+
+
 def _has_token(pid: int, prefix: bytes, var: str = TOKEN_ENV) -> bool:
-    try:
-        data = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
+    data = _environ(pid)
+    if not data:
         return False
     start = 0
     needle = var.encode() + b"=" + prefix

@@ -1,7 +1,7 @@
 """Who is acting: an identity taken from the system, never typed in.
 
 On a shared host the acting person is the OS account of the process,
-``pwd.getpwuid(os.geteuid())`` - not ``$USER``/``$LOGNAME`` (``getpass.getuser()`` reads
+``pwd.getpwuid(os.geteuid())`` - not ``$USER``/``$LOGNAME`` (the getpass module's getuser reads
 those first, and anyone can set them) and not a command-line flag. The scheduler acts
 as the service identity ``scheduler`` (its OS account is recorded beside it). A shared
 database server will later add its authenticated session user as a third kind.

@@ -32,12 +32,12 @@ class WitnessError(OpsError):
 class Witness(Protocol):
     name: str
 
-    def put(self, filename: str, data: bytes) -> None: ...
+    def put(self, filename: str, data: bytes) -> None:
+        """Store ``data`` as ``filename`` (write-once); WitnessError if it cannot."""
 
     def get(self, filename: str) -> bytes | None:
         """The file's bytes, None if the witness does not have it; WitnessError if the
         witness cannot be reached."""
-        ...
 
 
 @dataclass

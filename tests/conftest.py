@@ -10,7 +10,7 @@ import pytest
 
 from opsconsole.redact import secrets
 
-pytest_plugins = ["tests.sshd"]
+pytest_plugins = ["tests.sshd", "tests.pg"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,6 +40,33 @@ def example_config() -> Path:
     return REPO / "config"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def store_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run a test on each engine: the embedded SQLite file, and a database of its own in
+    the session's throw-away PostgreSQL cluster (``OPSCONSOLE_DB`` points to it).
+
+    A directory or module opts in with an autouse fixture that requests this one; a
+    test about SQLite files themselves carries ``@pytest.mark.sqlite_only``."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about the SQLite file itself")
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.new_database()
+    monkeypatch.setenv("OPSCONSOLE_DB", url)
+    yield "postgresql"
+    cluster.drop_database(url)
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def db_path(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """Where this test's database is: a SQLite path, or (on the PostgreSQL run of a test
+    that runs on both engines) the URL of its database."""
+    if "store_engine" in request.fixturenames and (
+        request.getfixturevalue("store_engine") == "postgresql"
+    ):
+        import os
+
+        return os.environ["OPSCONSOLE_DB"]  # type: ignore[return-value]
     return tmp_path / "state" / "opsconsole.db"

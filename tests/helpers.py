@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import opsconsole
 
@@ -58,3 +59,22 @@ def cli_subprocess(
         text=True,
         timeout=timeout,
     )
+
+
+def refuse_inserts(db: Any, table: str, message: str = "disk full") -> None:
+    """A trigger that makes every INSERT into ``table`` fail, on either engine (a stand-in
+    for a full disk or a revoked grant: the write fails inside the action's transaction)."""
+    if db.engine == "postgresql":
+        db.execute(
+            f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"
+        )
+        db.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+        )
+    else:
+        db.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )

@@ -38,7 +38,7 @@ from opsconsole.errors import (
     StoreError,
 )
 from opsconsole.redact import redact
-from opsconsole.store import immediate
+from opsconsole.store import Migrations, append_only, immediate
 from opsconsole.timeutil import isoformat, utcnow
 
 __all__ = [
@@ -52,6 +52,55 @@ __all__ = [
     "load_key",
     "os_user",
 ]
+
+# The audit tables are the core set (its name predates the other capabilities' sets).
+migrations = Migrations("opsconsole.core")
+
+
+@migrations(name="0001_audit_events")
+def _m0001(db: Any) -> None:
+    db.execute(
+        """
+        CREATE TABLE audit_events (
+            seq INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            interface TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            details TEXT NOT NULL DEFAULT '{}',
+            outcome TEXT NOT NULL DEFAULT 'ok',
+            alg TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX audit_events_ts ON audit_events(ts)")
+    db.execute("CREATE INDEX audit_events_action ON audit_events(action)")
+    # The log is append-only: refuse edits and deletions at the database level. Someone
+    # with write access can drop the triggers; the hash chain catches that.
+    append_only(db, "audit_events", "audit_events is append-only")
+
+
+@migrations(name="0002_audit_checkpoints")
+def _m0002(db: Any) -> None:
+    # The checkpoints this database wrote (the witnesses hold the copies that count):
+    # chains each new checkpoint to the previous one, and tells a database whose tail
+    # was cut (it knows a checkpoint beyond its head) from an older copy put back.
+    db.execute(
+        """
+        CREATE TABLE audit_checkpoints (
+            number INTEGER PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+
 
 # Re-exported lazily from opsconsole.auditing (they import this module).
 _MOVED = {

@@ -22,11 +22,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from opsconsole.audit import APPEND_HOOKS
 from opsconsole.errors import ExitCode, NotFoundError, OpsError
 from opsconsole.store import immediate
+from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, utcnow
 
 __all__ = [
@@ -150,8 +150,9 @@ def enqueue(
     now = isoformat(utcnow())
     with immediate(db):
         cur = db.execute(
-            "INSERT OR IGNORE INTO outbox (created_at, event, subject, title, body, data, "
-            "audit_seq, dedup_key, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (created_at, event, subject, title, body, data, "
+            "audit_seq, dedup_key, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING id",
             (
                 now,
                 event,
@@ -164,7 +165,8 @@ def enqueue(
                 now,
             ),
         )
-        return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None
+        row = cur.fetchone()
+        return int(row[0]) if row else None
 
 
 def message_for(row: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]] | None:

@@ -79,3 +79,9 @@ def make_service(db_path: Path, clock: Clock, config: Config) -> Callable[..., I
 @pytest.fixture
 def svc(make_service: Callable[..., IncidentService]) -> IncidentService:
     return make_service()
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine

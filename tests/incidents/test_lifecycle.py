@@ -10,6 +10,7 @@ from opsconsole.audit import verify
 from opsconsole.errors import AuditWriteError, NotFoundError, OpsError
 from opsconsole.events import EventBus
 from opsconsole.incidents import IncidentError, IncidentEvent, IncidentService
+from tests.helpers import refuse_inserts
 from tests.incidents.conftest import Clock
 
 
@@ -195,10 +196,7 @@ def test_timeline_is_append_only(svc: IncidentService) -> None:
 
 def test_change_fails_closed_when_the_audit_log_cannot_be_written(svc: IncidentService) -> None:
     iid = _declare(svc)
-    svc.db.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_events "
-        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-    )
+    refuse_inserts(svc.db, "audit_events")
     with pytest.raises(AuditWriteError):
         svc.set_status(iid, "investigating")
     with pytest.raises(AuditWriteError):

@@ -424,7 +424,7 @@ def _empty(db: sqlite_utils.Database, cps: Sequence[Checkpoint]) -> Problem | No
             f"the audit log is empty, but the checkpoint of {newest.ts} from "
             f"{newest.source or 'a witness'} recorded {newest.seq} events: they were deleted",
         )
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = set(db.table_names())
     for table in _AUDITED_TABLES:
         if table in tables and db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
             return Problem(

@@ -65,8 +65,10 @@ class State:
 
     def db(self) -> sqlite_utils.Database:
         if self._db is None:
+            from opsconsole.capabilities import register_all
             from opsconsole.store import open_db
 
+            register_all()
             cfg = self.optional_config()
             group = cfg.settings.shared_group if cfg else None
             self._db = open_db(self.database_path(), group=group)

@@ -257,8 +257,10 @@ class Demo:
     @staticmethod
     def _ensure_db(info: DemoInfo) -> None:
         """Create the demo's database with every capability's migrations applied."""
+        from opsconsole.capabilities import register_all
         from opsconsole.store import open_db
 
+        register_all()
         open_db(info.db_path).conn.close()
 
     async def stop(self) -> None:

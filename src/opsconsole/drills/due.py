@@ -63,7 +63,9 @@ def touch_anchor(
         if row is not None and row[0] == schedule:
             return parse_when(row[1])
         db.execute(
-            "INSERT OR REPLACE INTO drill_anchors (drill, schedule, since) VALUES (?, ?, ?)",
+            "INSERT INTO drill_anchors (drill, schedule, since) VALUES (?, ?, ?) "
+            "ON CONFLICT (drill) DO UPDATE SET schedule = excluded.schedule, "
+            "since = excluded.since",
             (drill, schedule, isoformat(now)),
         )
     return now

@@ -120,8 +120,11 @@ class SchedulerLock:
                     f"another scheduler is running on this database: {holder.describe()}"
                 )
             self.db.execute(
-                "INSERT OR REPLACE INTO scheduler_lock (id, token, pid, host, proc_started, "
-                "since, heartbeat) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO scheduler_lock (id, token, pid, host, proc_started, since, "
+                "heartbeat) VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "token = excluded.token, pid = excluded.pid, host = excluded.host, "
+                "proc_started = excluded.proc_started, since = excluded.since, "
+                "heartbeat = excluded.heartbeat",
                 (
                     self.token,
                     self.pid,

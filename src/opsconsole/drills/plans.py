@@ -32,10 +32,10 @@ class FollowUp:
 def add_followup(db: sqlite_utils.Database, run_id: str, action: str, owner: str, due: str) -> int:
     cur = db.execute(
         "INSERT INTO drill_followups (drill_run, action, owner, due, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?) RETURNING id",
         (run_id, action, owner, due, isoformat(utcnow())),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.fetchone()[0])
 
 
 def followups(
@@ -71,10 +71,11 @@ def add_review(
     db: sqlite_utils.Database, plan: str, reviewer: str, notes: str, at: datetime | None = None
 ) -> int:
     cur = db.execute(
-        "INSERT INTO plan_reviews (plan, reviewed_at, reviewer, notes) VALUES (?, ?, ?, ?)",
+        "INSERT INTO plan_reviews (plan, reviewed_at, reviewer, notes) VALUES (?, ?, ?, ?) "
+        "RETURNING id",
         (plan, isoformat(at or utcnow()), reviewer, notes),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.fetchone()[0])
 
 
 def reviews(db: sqlite_utils.Database, plan: str | None = None) -> list[dict[str, Any]]:

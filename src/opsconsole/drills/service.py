@@ -247,7 +247,7 @@ class DrillScheduler:
         if not interval or not ctx.private_key_readable() or not ctx.witnesses:
             return
 
-        db_file = Path(self.db.execute("PRAGMA database_list").fetchone()[2])
+        db_file = self.db.location
 
         def checkpoint() -> None:
             # Its own connection: a transaction on the shared one could interleave with

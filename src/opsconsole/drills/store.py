@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from opsconsole.store import immediate
+from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, parse_when, utcnow
 
 if TYPE_CHECKING:

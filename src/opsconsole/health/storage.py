@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from opsconsole.health.model import Outcome, Sample, Target, TargetHistory
 from opsconsole.store import immediate
+from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, parse_when
 
 __all__ = [

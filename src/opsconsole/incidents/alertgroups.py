@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
+from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, utcnow
 
 __all__ = ["load_group", "migrations", "save_group"]

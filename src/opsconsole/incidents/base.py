@@ -265,8 +265,8 @@ class IncidentBase:
     ) -> None:
         d = s.deadline
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO incident_deadlines (incident_id, deadline_id, outcome, at) "
-            "VALUES (?, ?, ?, ?)",
+            "INSERT INTO incident_deadlines (incident_id, deadline_id, outcome, at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (inc.id, d.id, outcome, isoformat(at)),
         )
         if cur.rowcount != 1:

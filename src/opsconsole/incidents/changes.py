@@ -72,7 +72,8 @@ class IncidentChanges(IncidentBase):
             if before == user:
                 raise IncidentError(f"{user} already holds {role} on {inc.id}")
             self.db.execute(
-                "INSERT OR REPLACE INTO incident_roles VALUES (?, ?, ?, ?)",
+                "INSERT INTO incident_roles VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, role) "
+                "DO UPDATE SET holder = excluded.holder, since = excluded.since",
                 (inc.id, role, user, isoformat(self.clock())),
             )
             text = (
@@ -266,7 +267,10 @@ class IncidentChanges(IncidentBase):
                     (run_id, status, inc.id, task_id),
                 )
             self.db.execute(
-                "INSERT OR REPLACE INTO incident_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO incident_runs VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (incident_id, run_id) DO UPDATE SET task_id = excluded.task_id, "
+                "runbook = excluded.runbook, status = excluded.status, error = excluded.error, "
+                "at = excluded.at",
                 (inc.id, run_id, task_id, runbook, status, error, isoformat(self.clock())),
             )
             self._log(

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from opsconsole.errors import NotFoundError
 from opsconsole.incidents.model import Incident, RunLink, Task, TimelineEntry
+from opsconsole.store import append_only
+from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat
 
 __all__ = [
@@ -103,11 +104,7 @@ def _m0001(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute("CREATE INDEX incident_events_incident ON incident_events(incident_id, ts)")
-    for op in ("UPDATE", "DELETE"):
-        db.execute(
-            f"CREATE TRIGGER incident_events_no_{op.lower()} BEFORE {op} ON incident_events "
-            "BEGIN SELECT RAISE(ABORT, 'the incident timeline is append-only'); END"
-        )
+    append_only(db, "incident_events", "the incident timeline is append-only")
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -233,7 +230,7 @@ def append_timeline(
 ) -> int:
     cur = db.execute(
         "INSERT INTO incident_events (incident_id, ts, recorded_at, actor, interface, kind, "
-        "text, region, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "text, region, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         (
             incident_id,
             isoformat(ts),
@@ -246,7 +243,7 @@ def append_timeline(
             json.dumps(details or {}, sort_keys=True, default=str),
         ),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.fetchone()[0])
 
 
 def load_timeline(db: sqlite_utils.Database, inc: Incident) -> list[TimelineEntry]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
+from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat
 
 __all__ = ["claim_firing", "get_cursor", "last_fired", "migrations", "set_cursor"]

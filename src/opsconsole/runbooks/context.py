@@ -163,7 +163,9 @@ def _cli_argv(config: Config, run: dict[str, Any], db: Any) -> list[str]:
     could set one)."""
     argv = [sys.executable, "-m", "opsconsole", "--config", str(config.directory)]
     if db is not None:
-        row = db.execute("PRAGMA database_list").fetchone()
-        if row and row[2]:
-            argv += ["--db", str(row[2])]
+        from opsconsole.store.postgres import without_password
+
+        # A password never goes on a command line (any local user can read those): the
+        # child finds it where the parent did (PGPASSWORD, ~/.pgpass, a service file).
+        argv += ["--db", without_password(str(db.location))]
     return argv

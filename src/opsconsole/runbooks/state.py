@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from opsconsole.errors import ExitCode, NotFoundError, OpsError
 from opsconsole.redact import redact
 from opsconsole.runbooks.context import RunbookRunError
 from opsconsole.runbooks.procs import alive, find_by_token, proc_start
 from opsconsole.store import immediate
+from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:

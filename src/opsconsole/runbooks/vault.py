@@ -26,12 +26,19 @@ _fernets: dict[Path, Fernet] = {}
 
 
 def _key_path(db: sqlite_utils.Database) -> Path:
-    row = db.execute("PRAGMA database_list").fetchone()
-    if row and row[2]:
-        return Path(row[2]).parent / KEY_FILE
     from opsconsole.paths import state_dir
 
-    return state_dir() / KEY_FILE
+    location = db.location
+    if isinstance(location, Path):
+        return location.parent / KEY_FILE
+    # PostgreSQL: the key stays on this host, in the account's state directory, one per
+    # database. A run resumed on another host asks for its secrets again.
+    import hashlib
+
+    from opsconsole.store.postgres import without_password
+
+    digest = hashlib.sha256(without_password(location).encode()).hexdigest()[:16]
+    return state_dir() / f"{digest}-{KEY_FILE}"
 
 
 def _fernet(db: sqlite_utils.Database) -> Fernet:

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from opsconsole.access import AccessDenied
 from opsconsole.audit import AuditLog
+from opsconsole.capabilities import register_all
 from opsconsole.errors import AuditWriteError, OpsError, StoreError
 from opsconsole.store import open_db
 from opsconsole.timeutil import isoformat, utcnow
@@ -118,6 +119,7 @@ class Server:
         self._load_config = load_config
         self.rules_file = load_rules(config, options.rules)
         # One connection per component: they run side by side on the loop and in threads.
+        register_all()
         self.db = open_db(db_path)
         self.audit = AuditLog(self.db, actor=options.actor, interface="api", key=audit_key)
         self._store_lock = asyncio.Lock()

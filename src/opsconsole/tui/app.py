@@ -482,8 +482,10 @@ def run_tui(
     audit_key: bytes | None = None,
 ) -> None:
     """Open the database and run the console until the person quits (CLI entry point)."""
+    from opsconsole.capabilities import register_all
     from opsconsole.store import open_db
 
+    register_all()
     db = open_db(db_path)
     app = create_app(config=config, db=db, actor=actor, read_only=read_only, audit_key=audit_key)
     app.show_config_dir = True

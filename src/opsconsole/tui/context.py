@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsconsole.audit import AuditLog
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from opsconsole.config import Config
+    from opsconsole.store import Location
 
 __all__ = ["MUTATING_ACTIONS", "TuiContext"]
 
@@ -64,10 +64,10 @@ class TuiContext:
     clock: Callable[[], datetime] = utcnow
 
     @property
-    def db_path(self) -> Path:
-        """The database file, so worker threads can open their own connection."""
-        row = self.db.execute("PRAGMA database_list").fetchone()
-        return Path(row[2])
+    def db_path(self) -> Location:
+        """Where the database is (a file or a URL), so worker threads can open their own
+        connection."""
+        return self.db.location
 
     @property
     def actor(self) -> str:

@@ -1,30 +1,44 @@
-"""The one SQLite database: where it lives, how it is opened, and its migrations.
+"""The store: one database, two engines, and the migrations the capabilities register.
 
-Every process (CLI, TUI, scheduler) opens the same file. WAL mode lets readers run
-beside a writer; the busy timeout makes concurrent writers wait instead of failing with
-"database is locked". Schema changes are numbered migrations (sqlite-utils
-``Migrations``), one set per capability, applied in order on open.
+**SQLite** is the embedded default: every process (CLI, TUI, scheduler, serve) on a host
+opens the same file. WAL mode lets readers run beside a writer; the busy timeout makes
+concurrent writers wait instead of failing with "database is locked". **PostgreSQL**
+(``OPSCONSOLE_DB=postgresql://...``) is team mode, shared by every workstation and
+bastion (:mod:`opsconsole.store.postgres`).
+
+Capabilities get a database object with the same small surface on both engines
+(``execute``, ``query``, ``conn``, ``engine``, ``location``) and write their writes inside
+:func:`immediate`. Each capability registers its own numbered migrations
+(:class:`~opsconsole.store.migrations.Migrations`); the core knows none of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
+import sqlite_utils.migrations
 
 from opsconsole.errors import OpsError, StoreError
 from opsconsole.paths import default_db_path
+from opsconsole.store.migrations import REGISTRY, Migrations
+from opsconsole.store.postgres import PgDatabase, display_url, is_postgres_url
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "Database",
+    "Location",
+    "Migrations",
+    "SqliteDatabase",
+    "append_only",
+    "applied_migrations",
+    "describe",
     "immediate",
-    "migrations",
+    "is_postgres_url",
     "open_db",
     "open_readonly",
     "resolve_db_path",
@@ -34,89 +48,52 @@ __all__ = [
 
 BUSY_TIMEOUT_MS = 30_000
 
-migrations = Migrations("opsconsole.core")
-
-# Migration sets of each capability, applied in this order. Each module defines a
-# module-level ``migrations = Migrations("opsconsole.<name>")``.
-MIGRATION_MODULES: list[str] = [
-    "opsconsole.store",
-    "opsconsole.incidents.store",
-    "opsconsole.drills.store",
-    "opsconsole.health.storage",
-    "opsconsole.runbooks.state",
-    "opsconsole.outbox",
-    "opsconsole.incidents.alertgroups",
-    "opsconsole.rules.state",
-]
+# A SQLite file or a PostgreSQL URL (team mode).
+Location = Path | str
 
 
-@migrations(name="0001_audit_events")
-def _m0001(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        CREATE TABLE audit_events (
-            seq INTEGER PRIMARY KEY,
-            ts TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            interface TEXT NOT NULL,
-            action TEXT NOT NULL,
-            target TEXT NOT NULL DEFAULT '',
-            details TEXT NOT NULL DEFAULT '{}',
-            outcome TEXT NOT NULL DEFAULT 'ok',
-            alg TEXT NOT NULL,
-            prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL
-        )
-        """
-    )
-    db.execute("CREATE INDEX audit_events_ts ON audit_events(ts)")
-    db.execute("CREATE INDEX audit_events_action ON audit_events(action)")
-    # The log is append-only: refuse edits and deletions at the database level. Someone
-    # with write access can drop the triggers; the hash chain catches that.
-    db.execute(
-        """
-        CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
-        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
-        """
-    )
-    db.execute(
-        """
-        CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
-        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
-        """
-    )
+class SqliteDatabase(sqlite_utils.Database):
+    """sqlite-utils' database with the store's engine-neutral additions."""
+
+    engine = "sqlite"
+    location: Path
+
+    def begin_write(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def table_names(self) -> list[str]:  # type: ignore[override]
+        return [r[0] for r in self.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
 
-def resolve_db_path(explicit: Path | None = None, configured: Path | None = None) -> Path:
-    """--db wins, then OPSCONSOLE_DB, then the config's ``database``, then the XDG default."""
+# What the capabilities are handed; both engines offer the same surface.
+Database = SqliteDatabase | PgDatabase
+
+
+def as_location(value: str | Path) -> Location:
+    """A PostgreSQL URL stays a string; anything else is a SQLite path."""
+    return value if is_postgres_url(value) else Path(value)
+
+
+def resolve_db_path(
+    explicit: Location | None = None, configured: Location | None = None
+) -> Location:
+    """--db wins, then OPSCONSOLE_DB, then the config's ``database``, then the XDG default.
+
+    Each may be a SQLite path or a ``postgresql://`` URL."""
     import os
 
     if explicit is not None:
-        return explicit
+        return as_location(explicit)
     if os.environ.get("OPSCONSOLE_DB"):
-        return Path(os.environ["OPSCONSOLE_DB"])
+        return as_location(os.environ["OPSCONSOLE_DB"])
     if configured is not None:
-        return configured
+        return as_location(configured)
     return default_db_path()
 
 
-@migrations(name="0002_audit_checkpoints")
-def _m0002(db: sqlite_utils.Database) -> None:
-    # The checkpoints this database wrote (the witnesses hold the copies that count):
-    # chains each new checkpoint to the previous one, and tells a database whose tail
-    # was cut (it knows a checkpoint beyond its head) from an older copy put back.
-    db.execute(
-        """
-        CREATE TABLE audit_checkpoints (
-            number INTEGER PRIMARY KEY,
-            seq INTEGER NOT NULL,
-            hash TEXT NOT NULL,
-            digest TEXT NOT NULL,
-            body TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        )
-        """
-    )
+def describe(location: Location) -> str:
+    """The location for messages: a path, or a URL without its password."""
+    return display_url(location) if isinstance(location, str) else str(location)
 
 
 def store_failure(exc: BaseException, path: Path | str | None = None) -> StoreError | None:
@@ -176,14 +153,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _all_migration_sets() -> list[Migrations]:
-    sets = []
-    for name in MIGRATION_MODULES:
-        module = importlib.import_module(name)
-        sets.append(module.migrations)
-    return sets
-
-
 def share_with_group(path: Path, group: str) -> None:
     """The shared-host (bastion) set-up: the database directory and every file in it
     (database, WAL, SHM, lock files) group-writable for ``group``.
@@ -221,12 +190,20 @@ def share_with_group(path: Path, group: str) -> None:
 
 
 def open_db(
-    path: Path | None = None, *, migrate: bool = True, group: str | None = None
-) -> sqlite_utils.Database:
-    """Open (creating if needed) the database and bring its schema up to date.
+    path: Location | None = None, *, migrate: bool = True, group: str | None = None
+) -> Database:
+    """Open (creating if needed) the database and bring the schema of every capability
+    registered so far up to date.
 
     ``group``: a shared host's group (settings ``shared_group``), see :func:`share_with_group`."""
-    path = path or default_db_path()
+    if is_postgres_url(path):
+        from opsconsole.store.postgres import open_pg
+
+        pg = open_pg(str(path))
+        if migrate:
+            _migrate_pg(pg)
+        return pg
+    path = Path(path) if path else default_db_path()
     try:
         if group:
             share_with_group(path, group)
@@ -235,7 +212,8 @@ def open_db(
     except (OSError, sqlite3.Error) as exc:
         failure = store_failure(exc, path)
         raise (failure or OpsError(f"cannot open database {path}: {exc}")) from None
-    db = sqlite_utils.Database(conn)
+    db = SqliteDatabase(conn)
+    db.location = path
     if migrate:
         _migrate(db, path)
     if group:  # files created just now (database, WAL, SHM, lock) as well
@@ -243,10 +221,17 @@ def open_db(
     return db
 
 
-def open_readonly(path: Path) -> sqlite_utils.Database:
+def open_readonly(path: Location) -> Database:
     """Open an existing database for reading only, never creating, migrating or writing
     anything - how an auditor opens the copy of the evidence they were handed (the file
-    may sit on read-only media or carry ``chattr +i``)."""
+    may sit on read-only media or carry ``chattr +i``). On PostgreSQL: a session whose
+    transactions are read-only."""
+    if isinstance(path, str):
+        from opsconsole.store.postgres import open_pg
+
+        pg = open_pg(path)
+        pg.execute("SET default_transaction_read_only = on")
+        return pg
     if not path.is_file():
         raise OpsError(f"no database at {path}", exit_code=4)
     try:
@@ -260,7 +245,9 @@ def open_readonly(path: Path) -> sqlite_utils.Database:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
         raise OpsError(f"cannot read database {path}: {exc}") from None
-    return sqlite_utils.Database(conn)
+    db = SqliteDatabase(conn)
+    db.location = path
+    return db
 
 
 def _quote_uri(path: Path) -> str:
@@ -269,8 +256,99 @@ def _quote_uri(path: Path) -> str:
     return quote(str(path.resolve()))
 
 
-def _migrate(db: sqlite_utils.Database, path: Path) -> None:
-    sets = _all_migration_sets()
+def _sqlite_sets() -> list[sqlite_utils.migrations.Migrations]:
+    """The registered sets as sqlite-utils sets: their ``_sqlite_migrations`` table keeps
+    the history of databases made before the store had two engines."""
+    out = []
+    for mine in REGISTRY.values():
+        theirs = sqlite_utils.migrations.Migrations(mine.name)
+        for step in mine.steps:
+            theirs(name=step.name)(step.fn)
+        out.append(theirs)
+    return out
+
+
+def applied_migrations(db: Database) -> list[tuple[str, str, str]]:
+    """(set, name, applied_at) of every migration this database has applied."""
+    table = "opsconsole_migrations" if db.engine == "postgresql" else "_sqlite_migrations"
+    if table not in db.table_names():
+        return []
+    return [
+        (r[0], r[1], str(r[2]))
+        for r in db.execute(f"SELECT migration_set, name, applied_at FROM {table} ORDER BY id")
+    ]
+
+
+def pending_migrations(db: Database) -> list[tuple[str, str]]:
+    done = {(s, n) for s, n, _ in applied_migrations(db)}
+    return [
+        (m.name, step.name)
+        for m in REGISTRY.values()
+        for step in m.steps
+        if (m.name, step.name) not in done
+    ]
+
+
+def _migrate_pg(db: PgDatabase) -> None:
+    """Apply pending migrations, each in its own transaction with its record, under a
+    session advisory lock so that two first starts on two hosts don't race."""
+    from opsconsole.store.postgres import MIGRATE_LOCK
+    from opsconsole.timeutil import isoformat, utcnow
+
+    if "opsconsole_migrations" in db.table_names() and not pending_migrations(db):
+        return
+    try:
+        db.execute("SELECT pg_advisory_lock(?)", [MIGRATE_LOCK])
+    except sqlite3.Error as exc:
+        raise (store_failure(exc, describe(db.location)) or StoreError(str(exc))) from None
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS opsconsole_migrations (id BIGINT GENERATED BY DEFAULT "
+            "AS IDENTITY PRIMARY KEY, migration_set TEXT NOT NULL, name TEXT NOT NULL, "
+            "applied_at TEXT NOT NULL, UNIQUE (migration_set, name))"
+        )
+        for set_name, name in pending_migrations(db):
+            step = next(s for s in REGISTRY[set_name].steps if s.name == name)
+            with immediate(db):
+                step.fn(db)
+                db.execute(
+                    "INSERT INTO opsconsole_migrations (migration_set, name, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    [set_name, name, isoformat(utcnow())],
+                )
+    except sqlite3.Error as exc:
+        failure = store_failure(exc, describe(db.location))
+        raise (
+            failure or OpsError(f"cannot migrate database {describe(db.location)}: {exc}")
+        ) from None
+    finally:
+        db.execute("SELECT pg_advisory_unlock(?)", [MIGRATE_LOCK])
+
+
+def append_only(db: Database, table: str, message: str) -> None:
+    """Triggers that refuse UPDATE and DELETE on ``table`` (the audit log, a timeline).
+
+    Someone with enough rights can drop them; the hash chain and, on PostgreSQL, the
+    grants (writers get INSERT only, see ``opsconsole db init``) are the other layers."""
+    for op in ("UPDATE", "DELETE"):
+        if db.engine == "postgresql":
+            db.execute(
+                f"CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger "
+                f"LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{message}'; END $$"
+            )
+            db.execute(
+                f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
+            )
+        else:
+            db.execute(
+                f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+
+
+def _migrate(db: SqliteDatabase, path: Path) -> None:
+    sets = _sqlite_sets()
     if not any(m.pending(db) for m in sets):
         return
     # Two processes starting at once must not both apply a migration.
@@ -292,14 +370,15 @@ def _migrate(db: sqlite_utils.Database, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A write transaction that takes the lock at BEGIN (or joins the one already open)."""
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the write lock at BEGIN (or joins the one already
+    open): ``BEGIN IMMEDIATE`` on SQLite, a transaction advisory lock on PostgreSQL."""
     conn = db.conn
     if conn.in_transaction:
         yield db
         return
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        db.begin_write()
     except sqlite3.Error as exc:
         raise (store_failure(exc) or StoreError(f"database is not writable ({exc})")) from None
     try:

@@ -327,7 +327,11 @@ class Notifications(Strict):
 
 
 class Settings(Strict):
-    database: Path | None = None
+    database: str | None = Field(
+        None,
+        description="the store: a SQLite file (relative to the config directory) or a "
+        "postgresql:// URL (team mode; keep the password in ~/.pgpass or a service file)",
+    )
     shared_group: str | None = Field(
         None,
         description="shared host: OS group whose members share the database; its directory "
@@ -367,8 +371,16 @@ class Config:
         return path if path.is_absolute() else (self.directory / path)
 
     @property
-    def database(self) -> Path:
-        return self.resolve(self.settings.database) or default_db_path()
+    def database(self) -> Path | str:
+        """The configured store: a PostgreSQL URL as written, a file relative to here."""
+        from opsconsole.store.postgres import is_postgres_url
+
+        value = self.settings.database
+        if value is None:
+            return default_db_path()
+        if is_postgres_url(value):
+            return value
+        return self.resolve(Path(value)) or default_db_path()
 
 
 def find_config_dir(explicit: Path | None = None) -> Path:

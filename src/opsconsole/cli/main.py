@@ -142,9 +142,12 @@ def root(
         ),
     ] = None,
     db: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--db", help="SQLite database file.", envvar="OPSCONSOLE_DB", show_envvar=True
+            "--db",
+            help="The store: a SQLite file, or a postgresql:// URL (team mode).",
+            envvar="OPSCONSOLE_DB",
+            show_envvar=True,
         ),
     ] = None,
     as_: Annotated[

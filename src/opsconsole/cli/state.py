@@ -28,7 +28,7 @@ __all__ = ["State", "console", "err_console", "print_json", "print_table", "stat
 @dataclass
 class State:
     config_dir: Path | None = None
-    db_path: Path | None = None
+    db_path: Path | str | None = None
     # ``--as``: an "on behalf of" annotation only; the actor is always the OS account.
     on_behalf_of: str | None = None
     interface: str = "cli"
@@ -55,13 +55,16 @@ class State:
                 return None
             raise
 
-    def database_path(self) -> Path:
+    def database_path(self) -> Path | str:
+        """The store's location: ``--db``, ``OPSCONSOLE_DB``, settings, or the default - a
+        SQLite file or a PostgreSQL URL."""
         from opsconsole.store import resolve_db_path
 
         if self.db_path is not None:
-            return self.db_path
+            return resolve_db_path(self.db_path)
         cfg = self.optional_config()
-        return resolve_db_path(None, cfg.resolve(cfg.settings.database) if cfg else None)
+        configured = cfg.database if cfg and cfg.settings.database else None
+        return resolve_db_path(None, configured)
 
     def db(self) -> sqlite_utils.Database:
         if self._db is None:
@@ -124,7 +127,7 @@ class State:
         from opsconsole.store import open_readonly
 
         path = self.database_path()
-        if not path.exists():
+        if isinstance(path, Path) and not path.exists():
             self.db()
         return open_readonly(path)
 

@@ -336,9 +336,14 @@ class IncidentScreen(OpsScreen):
     def action_export_report(self) -> None:
         """Write the report under the state directory (never the current directory) and
         record it in the audit log, as ``opsconsole incident report --out`` does."""
-        from opsconsole.errors import OpsError
+        from pathlib import Path
 
-        directory = self.ctx.db_path.parent / "reports"
+        from opsconsole.errors import OpsError
+        from opsconsole.paths import state_dir
+
+        location = self.ctx.db_path
+        # Beside a SQLite file; on a shared PostgreSQL store, this account's state directory.
+        directory = (location.parent if isinstance(location, Path) else state_dir()) / "reports"
         path = directory / f"{self.incident_id}-report.md"
         try:
             text = self.svc.report(self.incident_id)

@@ -120,8 +120,7 @@ def database_statements(names: RoleNames, database: str) -> list[str]:
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public "
         f"GRANT USAGE, SELECT ON SEQUENCES TO {w};",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public GRANT SELECT ON TABLES TO {a};",
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public "
-        f"GRANT SELECT ON SEQUENCES TO {a};",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public GRANT SELECT ON SEQUENCES TO {a};",
     ]
 
 

@@ -568,3 +568,35 @@ def test_db_status_on_sqlite(tmp_path: Path) -> None:
     assert "applied opsconsole.core/0001_audit_events" in migrated.stdout
     after = cli_subprocess("db", "status", env={"OPSCONSOLE_DB": str(tmp_path / "x.db")})
     assert "pending: 0" in after.stdout
+
+
+def test_a_person_cannot_apply_pending_migrations_and_is_told_who_can(team: Team) -> None:
+    from opsconsole.errors import StoreError
+    from opsconsole.store import open_db
+    from opsconsole.store.migrations import REGISTRY, Migrations
+
+    added = Migrations("opsconsole.test_later")
+
+    @added(name="0001_later")
+    def _later(db: Any) -> None:
+        db.execute("CREATE TABLE later_things (id INTEGER PRIMARY KEY, note TEXT)")
+        from opsconsole.store import append_only
+
+        append_only(db, "later_things", "later_things is append-only")
+
+    try:
+        with pytest.raises(StoreError, match="pending migration.*tm_alice may not apply"):
+            open_db(team.url("tm_alice"))
+        # The owner applies it; the table created later is append-only for writers by
+        # the grants as well (default privileges gave them UPDATE/DELETE, taken back).
+        open_db(team.url("tm_owner")).close()
+        alice = open_db(team.url("tm_alice"))
+        alice.execute("INSERT INTO later_things (note) VALUES ('x')")
+        team.sql("ALTER TABLE later_things DISABLE TRIGGER USER")
+        import sqlite3
+
+        for statement in ("UPDATE later_things SET note = 'y'", "DELETE FROM later_things"):
+            with pytest.raises(sqlite3.OperationalError, match="permission denied"):
+                alice.execute(statement)
+    finally:
+        del REGISTRY["opsconsole.test_later"]

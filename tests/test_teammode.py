@@ -504,6 +504,10 @@ def test_db_init_sql_applied_with_psql_then_migrate_and_a_person_works(
         )
         assert data["session_user"] == "tm_alice" and data["pending"] == []
 
+        as_person = cli_subprocess("db", "migrate", "--prefix", "tp", env={"OPSCONSOLE_DB": alice})
+        assert as_person.returncode == 0, as_person.stderr
+        assert "grants not applied (tm_alice does not own the tables" in as_person.stdout
+
         # A person logs in and works; the auditor reads the chain.
         (tmp_path / "rb.yaml").write_text(
             RUNBOOK.replace('  - {id: ask, approval: "go ahead?"}\n', "")
@@ -585,7 +589,7 @@ def test_a_person_cannot_apply_pending_migrations_and_is_told_who_can(team: Team
         append_only(db, "later_things", "later_things is append-only")
 
     try:
-        with pytest.raises(StoreError, match="pending migration.*tm_alice may not apply"):
+        with pytest.raises(StoreError, match=r"pending migration.*tm_alice may not apply"):
             open_db(team.url("tm_alice"))
         # The owner applies it; the table created later is append-only for writers by
         # the grants as well (default privileges gave them UPDATE/DELETE, taken back).

@@ -253,9 +253,13 @@ def _migrate(db: Database) -> None:
 
 
 def apply_grants(db: Database, names: RoleNames) -> bool:
-    """Re-apply the table grants if the writer role exists (False if it does not: a
-    database set up by hand, without ``db init``)."""
-    if db.engine != "postgresql":
+    """Re-apply the table grants if the writer role exists and this session owns the
+    tables (False otherwise: a database set up by hand, without ``db init``, or a
+    person's role, whose GRANTs would only be warnings)."""
+    from opsconsole.identity import session
+
+    dbs = session(db)
+    if dbs is None or not dbs.privileged:
         return False
     row = db.execute("SELECT 1 FROM pg_roles WHERE rolname = ?", [names.writer]).fetchone()
     if row is None:

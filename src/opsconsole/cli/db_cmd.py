@@ -120,10 +120,10 @@ def migrate(prefix: Prefix = "opsconsole") -> None:
         raise
     for set_name, name in pending:
         typer.echo(f"applied {set_name}/{name}")
-    typer.echo(
-        f"{len(pending)} migration(s) applied to {_location()}"
-        + ("; grants for the writer and auditor roles applied" if granted else "")
-    )
+    note = "; grants for the writer and auditor roles applied" if granted else ""
+    if not granted and db.engine == "postgresql":
+        note = f"; grants not applied ({who} does not own the tables, or no `db init` roles)"
+    typer.echo(f"{len(pending)} migration(s) applied to {_location()}{note}")
 
 
 def _who(db: object) -> str:

@@ -604,3 +604,12 @@ def test_a_person_cannot_apply_pending_migrations_and_is_told_who_can(team: Team
                 alice.execute(statement)
     finally:
         del REGISTRY["opsconsole.test_later"]
+
+
+def test_the_scheduler_acts_as_its_own_database_role(team: Team) -> None:
+    (team.config / "drills.yaml").write_text("drills: {}\n")
+    done = team.cli("tm_scheduler", "scheduler", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = team.sql("SELECT DISTINCT actor, interface FROM audit_events ORDER BY 1, 2")
+    assert "tm_scheduler|scheduler" in rows.splitlines(), rows
+    assert {r.split("|")[0] for r in rows.splitlines()} == {"tm_scheduler"}, rows

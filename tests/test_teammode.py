@@ -613,3 +613,43 @@ def test_the_scheduler_acts_as_its_own_database_role(team: Team) -> None:
     rows = team.sql("SELECT DISTINCT actor, interface FROM audit_events ORDER BY 1, 2")
     assert "tm_scheduler|scheduler" in rows.splitlines(), rows
     assert {r.split("|")[0] for r in rows.splitlines()} == {"tm_scheduler"}, rows
+
+
+def test_db_status_shows_tls_with_sslmode_verify_full(team: Team, tmp_path: Path) -> None:
+    """The README's set-up: TLS to the server, its certificate checked (verify-full)."""
+    import shutil
+    import time
+
+    from tests.health.servers import self_signed
+
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "other").mkdir()
+    cert, key = self_signed(tmp_path / "ca")
+    other, _ = self_signed(tmp_path / "other")
+    data = team.cluster.directory / "data"
+    for source, target in ((cert, "server.crt"), (key, "server.key")):
+        shutil.copy(source, data / target)
+        shutil.chown(data / target, "postgres", "postgres")
+    os.chmod(data / "server.key", 0o600)
+    team.cluster.sql("ALTER SYSTEM SET ssl = on")
+    team.cluster.sql("SELECT pg_reload_conf()")
+    try:
+        deadline = time.monotonic() + 30  # the postmaster reloads on a signal
+        while team.cluster.sql("SHOW ssl") != "on" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = team.url("tm_alice") + f"?sslmode=verify-full&sslrootcert={cert}"
+        done = cli_subprocess("db", "status", env={"OPSCONSOLE_DB": url})
+        assert done.returncode == 0, done.stderr
+        assert "tls: yes (TLSv1.3" in done.stdout, done.stdout
+        # A server whose certificate the client does not trust is refused, in one line.
+        bad = url.replace(str(cert), str(other))
+        refused = cli_subprocess("db", "status", env={"OPSCONSOLE_DB": bad})
+        assert refused.returncode == 5
+        assert "certificate verify failed" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    finally:
+        team.cluster.sql("ALTER SYSTEM RESET ssl")
+        team.cluster.sql("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30  # later tests expect plain TCP again
+        while team.cluster.sql("SHOW ssl") != "off" and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -187,10 +187,19 @@ def init_script(
 
 
 def _pg_error(exc: Exception, where: str) -> OpsError:
+    from psycopg import errors
+
     from opsconsole.store.postgres import display_url
 
     text = str(getattr(getattr(exc, "diag", None), "message_primary", None) or exc).strip()
-    return OpsError(f"{display_url(where)}: {text.splitlines()[0] if text else exc}")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return OpsError(
+            f"db init --apply through {display_url(where)}: {first}; it needs a superuser "
+            "(or print the SQL with `opsconsole db init` for one to run)",
+            exit_code=ExitCode.DENIED,
+        )
+    return OpsError(f"db init --apply through {display_url(where)}: {first}")
 
 
 def apply_init(

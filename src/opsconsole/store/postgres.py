@@ -293,7 +293,7 @@ def open_pg(url: str) -> PgDatabase:
     except psycopg.Error as exc:
         # libpq's message over several lines ("...failed: Connection refused", then a
         # hint), as one line, without the "connection failed:" wrapper psycopg adds.
-        text = " ".join(line.strip() for line in str(exc).strip().splitlines())
+        text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
         reason = text.removeprefix("connection failed: ") or type(exc).__name__
         raise StoreError(f"cannot connect to database {display_url(url)}: {reason}") from None
     _adapt(raw)

@@ -107,7 +107,8 @@ class Members(_Strict):
         default_factory=list, description="service identities, e.g. scheduler"
     )
     database_roles: list[str] = Field(
-        default_factory=list, description="database session users (team mode, later)"
+        default_factory=list,
+        description="PostgreSQL roles (team mode): the session user or a role it is a member of",
     )
 
 
@@ -151,16 +152,24 @@ class AccessPolicy(_Strict):
 
     roles: dict[str, Role] = Field(default_factory=dict)
 
-    def roles_of(self, actor: str, *, service: bool) -> list[str]:
+    def roles_of(
+        self, actor: str, *, service: bool, db_roles: frozenset[str] | None = None
+    ) -> list[str]:
+        """The policy's roles ``actor`` has. ``db_roles`` (on PostgreSQL: the session user
+        and every database role it is a member of) match ``database_roles`` only: there
+        the actor is a database role, and OS ``users``/``groups`` name another namespace
+        (a role called ``root`` is not the host's root)."""
         # Exact names: OS accounts `Alice` and `alice` are different people, and a
         # grant must never reach a look-alike. (Two-person checks compare the other way,
         # normalised, so a look-alike is never "someone else" either.)
-        groups = groups_of(actor) if not service else frozenset()
+        groups = groups_of(actor) if not service and db_roles is None else frozenset()
         out = []
         for name, role in self.roles.items():
             m = role.members
             if service:
                 hit = actor in m.services
+            elif db_roles is not None:
+                hit = bool(db_roles & set(m.database_roles))
             else:
                 hit = actor in m.users or bool(groups & set(m.groups))
             if hit:
@@ -348,6 +357,17 @@ def _is_service(audit: AuditLog) -> bool:
     return audit.interface == "scheduler" and audit.actor == SCHEDULER
 
 
+def actor_db_roles(audit: AuditLog) -> frozenset[str] | None:
+    """On PostgreSQL, the database roles the actor holds (itself and every role it is a
+    member of, as the server says); None on SQLite."""
+    from opsconsole.identity import database_roles, session
+
+    dbs = session(audit.db)
+    if dbs is None:
+        return None
+    return dbs.roles if audit.actor == dbs.user else database_roles(audit.db, audit.actor)
+
+
 def can(
     audit: AuditLog,
     permission: str,
@@ -362,7 +382,7 @@ def can(
     if record is None:
         return True
     policy = record.policy
-    mine = policy.roles_of(audit.actor, service=_is_service(audit))
+    mine = policy.roles_of(audit.actor, service=_is_service(audit), db_roles=actor_db_roles(audit))
     return any(_role_allows(policy.roles[r], permission, runbook, environments) for r in mine)
 
 
@@ -399,6 +419,8 @@ def authorize(
         "denied",
     )
     has = f"roles that have it: {', '.join(holders)}" if holders else "no role has it"
+    if audit.db.engine == "postgresql":
+        has += " (on PostgreSQL a role's members are its database_roles)"
     raise AccessDenied(
         f"{audit.actor} is not allowed to {PERMISSIONS[permission]}{where}: "
         f"missing permission {permission}; {has} (see `opsconsole access show`)"

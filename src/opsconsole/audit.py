@@ -102,6 +102,41 @@ def _m0002(db: Any) -> None:
     )
 
 
+@migrations(name="0003_pg_actor_is_session_user")
+def _m0003(db: Any) -> None:
+    """PostgreSQL: an event's actor is the authenticated session user, so a modified
+    client cannot write in another person's name. Roles that own the schema (and
+    superusers) are exempt: they could drop the trigger anyway. TRUNCATE is refused too
+    (UPDATE and DELETE are, since 0001); writers also lack the grants (``db init``)."""
+    if db.engine != "postgresql":
+        return
+    db.execute(
+        """
+        CREATE OR REPLACE FUNCTION audit_events_actor() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.actor IS DISTINCT FROM session_user::text AND NOT EXISTS (
+                SELECT 1 FROM pg_roles r WHERE r.rolname = session_user
+                AND (r.rolsuper OR pg_has_role(session_user,
+                     (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER'))
+            ) THEN
+                RAISE EXCEPTION 'audit actor % is not the session user %', NEW.actor,
+                    session_user USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'an event is recorded under the database role that writes it';
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER audit_events_actor BEFORE INSERT ON audit_events "
+        "FOR EACH ROW EXECUTE FUNCTION audit_events_actor()"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()"
+    )
+
+
 # Re-exported lazily from opsconsole.auditing (they import this module).
 _MOVED = {
     "Checkpoint": "opsconsole.auditing.checkpoints",
@@ -254,8 +289,20 @@ class AuditLog:
         previous_keys: list[bytes] | None = None,
         signing_key_id: str | None = None,
     ) -> None:
+        from opsconsole.identity import session
+
         self.db = db
         self.actor = actor or os_user()
+        # On PostgreSQL the actor is the authenticated session user: the database refuses
+        # an event in another name (0003_pg_actor_is_session_user). A service or clock
+        # label asked for here is kept in the details as ``agent`` instead.
+        self.agent: str | None = None
+        self._session = session(db)
+        if self._session is not None:
+            named = actor or self._session.user
+            self.actor = named if self._session.privileged else self._session.user
+            if named != self.actor:
+                self.agent = named
         # An annotation only (``--as``): recorded beside the real actor, grants nothing.
         self.on_behalf_of = on_behalf_of
         self.interface: Interface = interface
@@ -281,8 +328,13 @@ class AuditLog:
         Raises :class:`AuditWriteError` if it cannot be written: callers must then not
         perform (or must roll back) the action it describes.
         """
-        actor = actor or self.actor
         det = dict(redact(details or {}))
+        agent = self.agent
+        if actor and actor != self.actor and self._session and not self._session.privileged:
+            agent, actor = actor, self.actor  # e.g. the deadline clock: the session user acts
+        actor = actor or self.actor
+        if agent and "agent" not in det:
+            det["agent"] = agent
         real_user = os_user()
         if actor != real_user and "os_user" not in det:
             det["os_user"] = real_user

@@ -19,6 +19,7 @@ SCHEMA_MODULES = (
     "opsconsole.drills.store",
     "opsconsole.health.storage",
     "opsconsole.runbooks.state",
+    "opsconsole.runbooks.approvals",
     "opsconsole.outbox",
     "opsconsole.incidents.alertgroups",
     "opsconsole.rules.state",

@@ -28,19 +28,22 @@ def _file(path: Path | None) -> Path:
 @app.command("show")
 def show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Your account, groups and roles, the policy in force, and what you may do."""
-    from opsconsole.access import PERMISSIONS, can, policy_in_force
+    from opsconsole.access import PERMISSIONS, actor_db_roles, can, policy_in_force
     from opsconsole.identity import groups_of
 
     audit = state.audit()
     record = policy_in_force(audit)
+    db_roles = actor_db_roles(audit)
     roles = (
-        record.policy.roles_of(audit.actor, service=False) if record is not None else ["(default)"]
+        record.policy.roles_of(audit.actor, service=False, db_roles=db_roles)
+        if record is not None
+        else ["(default)"]
     )
     allowed = [p for p in PERMISSIONS if can(audit, p)]
     data = {
         "account": audit.actor,
         "on_behalf_of": audit.on_behalf_of,
-        "groups": sorted(groups_of(audit.actor)),
+        "groups": sorted(groups_of(audit.actor) if db_roles is None else db_roles),
         "policy": None
         if record is None
         else {
@@ -56,7 +59,8 @@ def show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         print_json(data)
         return
     out = console()
-    out.print(f"account: {audit.actor} (groups: {', '.join(data['groups']) or '-'})")  # type: ignore[arg-type]
+    kind = "groups" if db_roles is None else "database roles"
+    out.print(f"account: {audit.actor} ({kind}: {', '.join(data['groups']) or '-'})")  # type: ignore[arg-type]
     if record is None:
         out.print(
             "policy: none applied - the default: every account may do everything, "
@@ -122,7 +126,10 @@ def check(
             f"unknown permission {permission!r}; known: {', '.join(PERMISSIONS)}", exit_code=2
         )
     mine = state.audit()
-    who = AuditLog(mine.db, actor=user, key=mine.key) if user else mine
+    who = mine
+    if user:
+        who = AuditLog(mine.db, actor=user, key=mine.key)
+        who.actor = user  # evaluated only, never recorded (on PostgreSQL a role name)
     envs = environment or []
     allowed = can(who, permission, runbook=runbook, environments=envs)
     record = policy_in_force(who)

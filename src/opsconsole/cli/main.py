@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evidence": ("opsconsole.cli.evidence_cmd", "app"),
     "config": ("opsconsole.cli.config_cmd", "app"),
     "schema": ("opsconsole.cli.schema_cmd", "app"),
+    "db": ("opsconsole.cli.db_cmd", "app"),
 }
 
 

@@ -39,13 +39,14 @@ def scheduler(
 
     from opsconsole.access import authorize
     from opsconsole.drills.service import DrillScheduler
-    from opsconsole.identity import SCHEDULER
+    from opsconsole.identity import service
 
     state.config()  # a broken config fails here, before the lock is taken
     # Who may start the service is checked against the OS account; the service then
-    # acts as its own identity, `scheduler` (the OS account is kept in each event).
+    # acts as its own identity, `scheduler` (the OS account is kept in each event). On
+    # PostgreSQL both are the database role it logs in as (its own, see `db init`).
     authorize(state.audit(), "scheduler.run", target="scheduler")
-    audit = state.audit_for(SCHEDULER, "scheduler")
+    audit = state.audit_for(service(db=state.db()).name, "scheduler")
 
     def reload_config() -> Config:
         from opsconsole.config import load_config

@@ -95,7 +95,9 @@ class State:
         if self._audit is None:
             from opsconsole.identity import current
 
-            self._audit = self.audit_for(current(self.on_behalf_of).name, self.interface)
+            # The OS account; on PostgreSQL the session user of the connection.
+            me = current(self.on_behalf_of, self.db())
+            self._audit = self.audit_for(me.name, self.interface)
         return self._audit
 
     def audit_for(self, actor: str, interface: str) -> AuditLog:

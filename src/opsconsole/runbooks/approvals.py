@@ -5,16 +5,23 @@ Two-person rule: the decider must be neither the requester nor the run's starter
 hold ``runbook.approve`` for the runbook and its environments. ``run_approvals`` lists
 requests for people; the decision the engine acts on is read from the audit chain
 (:func:`proven_decision`), so editing that table approves nothing.
+
+On PostgreSQL the database enforces the rule as well (migration
+``0100_pg_two_person_rule``): a request is made, a run started and a decision taken
+only in the name of the connection's ``session_user``, and a decision by the requester
+or the starter is refused, so a modified client cannot approve its own request.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from opsconsole.errors import ExitCode, NotFoundError, OpsError
+from opsconsole.runbooks.state import migrations
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
 
@@ -35,6 +42,108 @@ __all__ = [
 
 class ApprovalError(OpsError):
     exit_code = ExitCode.CONFLICT
+
+
+# Who may bypass the guards: a superuser or a member of the role owning the table (it
+# can drop the trigger anyway). Everyone else acts as its session user.
+_PRIVILEGED = """EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = session_user AND
+    (r.rolsuper OR pg_has_role(session_user,
+        (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER')))"""
+
+
+@migrations(name="0100_pg_two_person_rule")
+def _m0100(db: Any) -> None:
+    """PostgreSQL: the two-person rule and "who asked" enforced by the database.
+
+    (Numbered 0100 so that the run-state migrations keep the low numbers.)"""
+    if db.engine != "postgresql":
+        return
+    db.execute(
+        "CREATE OR REPLACE FUNCTION opsconsole_norm(name text) RETURNS text "
+        "LANGUAGE sql IMMUTABLE AS $$ SELECT lower(regexp_replace(btrim(name), "
+        "'[[:space:]]+', ' ', 'g')) $$"
+    )
+    db.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION runs_actor() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF {_PRIVILEGED} THEN
+                RETURN NEW;
+            END IF;
+            IF TG_OP = 'INSERT' AND NEW.actor IS DISTINCT FROM session_user::text THEN
+                RAISE EXCEPTION 'a run is started by the session user %, not %',
+                    session_user, NEW.actor USING ERRCODE = 'check_violation';
+            END IF;
+            IF TG_OP = 'UPDATE' AND NEW.actor IS DISTINCT FROM OLD.actor THEN
+                RAISE EXCEPTION 'who started run % cannot change', OLD.id
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER runs_actor BEFORE INSERT OR UPDATE ON runs "
+        "FOR EACH ROW EXECUTE FUNCTION runs_actor()"
+    )
+    db.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION run_approvals_two_person() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            starter text;
+        BEGIN
+            IF {_PRIVILEGED} THEN
+                RETURN NEW;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                IF NEW.decision IS DISTINCT FROM 'pending' OR NEW.decided_by IS NOT NULL THEN
+                    RAISE EXCEPTION 'an approval request starts pending and undecided'
+                        USING ERRCODE = 'check_violation';
+                END IF;
+                IF NEW.requested_by IS DISTINCT FROM session_user::text THEN
+                    RAISE EXCEPTION 'an approval is requested by the session user %, not %',
+                        session_user, NEW.requested_by USING ERRCODE = 'check_violation';
+                END IF;
+                RETURN NEW;
+            END IF;
+            IF NEW.run_id IS DISTINCT FROM OLD.run_id OR NEW.step_id IS DISTINCT FROM OLD.step_id
+               OR NEW.requested_by IS DISTINCT FROM OLD.requested_by
+               OR NEW.requested_at IS DISTINCT FROM OLD.requested_at THEN
+                RAISE EXCEPTION 'approval request %: who asked for what cannot change', OLD.id
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            IF NEW.decision IS NOT DISTINCT FROM OLD.decision
+               AND NEW.decided_by IS NOT DISTINCT FROM OLD.decided_by THEN
+                RETURN NEW;
+            END IF;
+            IF OLD.decision <> 'pending' THEN
+                RAISE EXCEPTION 'approval request % was already decided (%)', OLD.id,
+                    OLD.decision USING ERRCODE = 'check_violation';
+            END IF;
+            IF NEW.decision NOT IN ('approved', 'denied') OR NEW.decided_by IS NULL THEN
+                RAISE EXCEPTION 'a decision is approved or denied, by someone'
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            IF NEW.decided_by IS DISTINCT FROM session_user::text THEN
+                RAISE EXCEPTION 'a decision is taken by the session user %, not %',
+                    session_user, NEW.decided_by USING ERRCODE = 'check_violation';
+            END IF;
+            SELECT actor INTO starter FROM runs WHERE id = NEW.run_id;
+            IF opsconsole_norm(NEW.decided_by) = opsconsole_norm(OLD.requested_by)
+               OR opsconsole_norm(NEW.decided_by) = opsconsole_norm(starter) THEN
+                RAISE EXCEPTION 'two-person rule: % requested or started run %',
+                    NEW.decided_by, NEW.run_id USING ERRCODE = 'check_violation',
+                    HINT = 'another person must decide, logged in as themselves';
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER run_approvals_two_person BEFORE INSERT OR UPDATE ON run_approvals "
+        "FOR EACH ROW EXECUTE FUNCTION run_approvals_two_person()"
+    )
 
 
 @dataclass
@@ -149,28 +258,53 @@ def decide_approval(
         environments=run_environments(config, dict(run.params)),
     )
     decision = "approved" if approve else "denied"
-    with immediate(db):
-        again = pending_approval(db, run.id)
-        if again is None or again.id != pending.id:
-            raise ApprovalError(f"run {run.id}: the request was decided meanwhile")
-        db.execute(
-            "UPDATE run_approvals SET decision = ?, decided_by = ?, decided_at = ?, "
-            "comment = ? WHERE id = ?",
-            [decision, audit.actor, isoformat(utcnow()), comment, pending.id],
-        )
+    try:
+        with immediate(db):
+            again = pending_approval(db, run.id)
+            if again is None or again.id != pending.id:
+                raise ApprovalError(f"run {run.id}: the request was decided meanwhile")
+            db.execute(
+                "UPDATE run_approvals SET decision = ?, decided_by = ?, decided_at = ?, "
+                "comment = ? WHERE id = ?",
+                [decision, audit.actor, isoformat(utcnow()), comment, pending.id],
+            )
+            _record_decision(audit, action, target, comment, requester, starter, pending.id)
+    except sqlite3.Error as exc:
+        # The database's own two-person rule (PostgreSQL) refused it: record the refusal.
         audit.record(
             action,
             target,
-            {
-                "comment": comment,
-                "requested_by": requester,
-                "run_actor": starter,
-                "approval_id": pending.id,
-            },
+            {"comment": comment, "reason": f"refused by the database: {exc}"},
+            "denied",
         )
+        raise ApprovalError(
+            f"the database refused the decision on run {run.id}: {exc}; another account "
+            "with the runbook.approve permission must decide, logged in as themselves"
+        ) from None
     decided = _latest(db, run.id, pending.step_id)
     assert decided is not None
     return decided
+
+
+def _record_decision(
+    audit: AuditLog,
+    action: str,
+    target: str,
+    comment: str | None,
+    requester: str,
+    starter: str,
+    approval_id: int,
+) -> None:
+    audit.record(
+        action,
+        target,
+        {
+            "comment": comment,
+            "requested_by": requester,
+            "run_actor": starter,
+            "approval_id": approval_id,
+        },
+    )
 
 
 @dataclass

@@ -291,7 +291,10 @@ def open_pg(url: str) -> PgDatabase:
             options=f"-c lock_timeout={LOCK_TIMEOUT_MS}",
         )
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # libpq's message over several lines ("...failed: Connection refused", then a
+        # hint), as one line, without the "connection failed:" wrapper psycopg adds.
+        text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+        reason = text.removeprefix("connection failed: ") or type(exc).__name__
         raise StoreError(f"cannot connect to database {display_url(url)}: {reason}") from None
     _adapt(raw)
     return PgDatabase(raw, url)

@@ -65,8 +65,7 @@ def become_subreaper() -> bool:
 
 def _stat(pid: int) -> list[str] | None:
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            text = fh.read()
+        text = _read(f"/proc/{pid}/stat").decode("ascii", errors="replace")
     except OSError:
         return None
     # Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
@@ -97,6 +96,15 @@ def alive(pid: int | None, start: int | None = None) -> bool:
     return start is None or int(fields[19]) == start
 
 
+def _read(path: str) -> bytes:
+    """A small /proc file, read raw (cheaper than ``Path.read_text``: once per step)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     try:
@@ -105,8 +113,16 @@ def _children(pid: int) -> list[int]:
         return out
     for tid in tasks:
         with contextlib.suppress(OSError, ValueError):
-            out.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+            out.extend(int(c) for c in _read(f"/proc/{pid}/task/{tid}/children").split())
     return out
+
+
+def stray_children() -> list[int]:
+    """This process's children other than its guard (see :func:`ensure_guard`): none
+    means no step process is left below it, whatever the depth - an orphan adopted as
+    subreaper, or the tokenless parent of a token carrier, is a child first."""
+    guard = getattr(_guard, "pid", None)
+    return [p for p in _children(os.getpid()) if p != guard]
 
 
 def descendants(pid: int) -> list[int]:

@@ -178,9 +178,9 @@ async def _stop(
 def _left_behind(token: str | None) -> bool:
     """Any descendant of the engine still carries ``token``: the common answer (no) is
     found here, in the loop, without a thread."""
-    return token is not None and bool(
-        procs.find_by_token(token, among=procs.descendants(os.getpid()))
-    )
+    if token is None or not procs.stray_children():
+        return False
+    return bool(procs.find_by_token(token, among=procs.descendants(os.getpid())))
 
 
 async def _spawn(

@@ -22,6 +22,7 @@ from opsconsole.runbooks import procs
 from opsconsole.runbooks.authz import check_others, check_start
 from opsconsole.runbooks.context import (
     APPROVAL_STEP_ID,
+    ROLLBACK_APPROVAL_STEP_ID,
     RunbookRunError,
     coerce_params,
     expand_steps,
@@ -305,9 +306,8 @@ async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver,
         rb = validate(Runbook, data, marks)
     except OpsError as exc:
         raise RunbookInvalid(getattr(exc, "problems", [])) from None
-    if not rb.requires_approval and any(
-        s.step_id == APPROVAL_STEP_ID for s in get_steps(env.db, run.id)
-    ):
+    recorded = {(s.phase, s.step_id) for s in get_steps(env.db, run.id)}
+    if not rb.requires_approval and ("main", APPROVAL_STEP_ID) in recorded:
         # Started with an approval gate its launcher added (a rule not marked safe).
         rb = rb.model_copy(update={"requires_approval": True})
     params = dict(run.params)
@@ -336,7 +336,7 @@ async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver,
         "incident_id": run.incident_id,
     }
     tctx = template_context(rb, values, env.config, meta, env.db)
-    steps = expand_steps(rb)
+    steps = expand_steps(rb, rollback_gate=("rollback", ROLLBACK_APPROVAL_STEP_ID) in recorded)
     driver = Driver(run.id, rb, steps, env, operator, run.mode, tctx, _sub_run)
     driver.restore_outputs(
         get_steps(env.db, run.id),

@@ -149,8 +149,8 @@ def _environ(pid: int) -> bytes:
             data = path.read_bytes()
         except OSError:
             return b""
-        if data:
-            return data
+        if data or not alive(pid):
+            return data  # a zombie's reads empty for good: no point reading again
         time.sleep(0.001)
     return b""
 

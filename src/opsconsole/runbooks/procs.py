@@ -117,14 +117,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def stray_children() -> list[int]:
-    """This process's children other than its guard (see :func:`ensure_guard`): none
-    means no step process is left below it, whatever the depth - an orphan adopted as
-    subreaper, or the tokenless parent of a token carrier, is a child first."""
-    guard = getattr(_guard, "pid", None)
-    return [p for p in _children(os.getpid()) if p != guard]
-
-
 def descendants(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (children first)."""
     out: list[int] = []

@@ -22,7 +22,7 @@ import os
 from typing import Any
 
 from opsconsole.redact import redact, secrets
-from opsconsole.runbooks import childwatch, procs
+from opsconsole.runbooks import procs
 from opsconsole.runbooks.schema import ShellAction
 from opsconsole.runbooks.steps import Outcome, StepContext
 from opsconsole.templating import has_unknown, render_shell
@@ -175,14 +175,6 @@ async def _stop(
     return pending
 
 
-def _left_behind(token: str | None) -> bool:
-    """Any descendant of the engine still carries ``token``: the common answer (no) is
-    found here, in the loop, without a thread."""
-    if token is None or not procs.stray_children():
-        return False
-    return bool(procs.find_by_token(token, among=procs.descendants(os.getpid())))
-
-
 async def _spawn(
     argv: list[str], **kwargs: Any
 ) -> tuple[asyncio.subprocess.Process, asyncio.CancelledError | None]:
@@ -318,7 +310,6 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
     env.update(rendered.get("env", {}))
     env.update(rendered.get("hidden_env", {}))
     token = ctx.proc_token
-    reaped_here = childwatch.install()
     if token is not None:
         procs.ensure_guard()
         env.update(procs.step_environment(token))
@@ -335,16 +326,12 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         )
     except OSError as exc:
         return Outcome("failed", {"rc": None}, "", f"cannot start {argv[0]!r}: {exc.strerror}")
-    # Its identity (pid and start time), taken while it cannot have been reaped: a pid
-    # alone could name another process later (pids are reused). When this thread alone
-    # reaps it (the pidfd watcher) the start time is read only if it is needed - reading
-    # /proc/PID/stat right after the start waits for the exec to complete (0.3 ms a step).
-    root = None if reaped_here else (proc.pid, procs.proc_start(proc.pid))
+    # Its identity, taken while it cannot have been reaped yet: a pid alone could name
+    # another process later (pids are reused).
+    root = (proc.pid, procs.proc_start(proc.pid))
 
     def unreaped() -> tuple[int, int | None] | None:
-        if proc.returncode is not None or childwatch.reaped(proc.pid):
-            return None
-        return root or (proc.pid, procs.proc_start(proc.pid))
+        return root if proc.returncode is None else None
 
     if interrupted is not None:
         await _end(proc, unreaped(), token, [])
@@ -374,8 +361,7 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         # Nothing the command started outlives it, and nothing still holding its pipes
         # keeps the step waiting. (The command itself is reaped by now: its token and
         # its pipes find what it left.)
-        if _left_behind(token):
-            interrupted = await _stop(None, token, 0.0)
+        interrupted = await _stop(None, token, 0.0)
         if interrupted is None:
             interrupted = await _released(proc, token, tasks)
         if interrupted is not None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPROVAL_STEP_ID",
+    "ROLLBACK_APPROVAL_STEP_ID",
     "RunbookRunError",
     "capabilities",
     "coerce_params",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 APPROVAL_STEP_ID = "requires-approval"
+ROLLBACK_APPROVAL_STEP_ID = "requires-rollback-approval"
 
 
 class RunbookRunError(OpsError):
@@ -113,10 +115,15 @@ def coerce_params(rb: Runbook, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def expand_steps(rb: Runbook) -> list[tuple[str, int, Step]]:
-    """(phase, index, step) in execution order of declaration. ``requires_approval``
-    adds an approval step before the first step that is not read-only."""
+def expand_steps(rb: Runbook, *, rollback_gate: bool = True) -> list[tuple[str, int, Step]]:
+    """(phase, index, step) in order of declaration. ``requires_approval`` adds an
+    approval step before the first main step that is not read-only, and one that the
+    rollback runs first (rollback steps run in reverse: it is the last one here). The
+    executor skips the rollback's gate when the run's own approval covers the rollback
+    (an automatic rollback of an approved run); ``rollback_gate=False``: runs recorded
+    before the rollback had a gate."""
     main = list(rb.steps)
+    rollback = list(rb.rollback)
     if rb.requires_approval:
         first = next((i for i, s in enumerate(main) if not s.read_only), len(main))
         gate = Step(
@@ -125,8 +132,16 @@ def expand_steps(rb: Runbook) -> list[tuple[str, int, Step]]:
             approval=ApprovalAction(message=f"approve running {rb.name}"),
         )
         main.insert(first, gate)
+        if rollback and rollback_gate:
+            rollback.append(
+                Step(
+                    id=ROLLBACK_APPROVAL_STEP_ID,
+                    name="Approval required before rolling back",
+                    approval=ApprovalAction(message=f"approve rolling back {rb.name}"),
+                )
+            )
     return [("main", i, s) for i, s in enumerate(main)] + [
-        ("rollback", i, s) for i, s in enumerate(rb.rollback)
+        ("rollback", i, s) for i, s in enumerate(rollback)
     ]
 
 

@@ -22,6 +22,7 @@ from opsconsole.runbooks import procs
 from opsconsole.runbooks.authz import check_others, check_start
 from opsconsole.runbooks.context import (
     APPROVAL_STEP_ID,
+    ROLLBACK_APPROVAL_STEP_ID,
     RunbookRunError,
     coerce_params,
     expand_steps,
@@ -31,6 +32,7 @@ from opsconsole.runbooks.events import RunFinished, RunStarted
 from opsconsole.runbooks.executor import Driver
 from opsconsole.runbooks.loader import RunbookInvalid, find_sub_runbook, load_runbook
 from opsconsole.runbooks.locks import acquire_lock, normalize_key, release_lock
+from opsconsole.runbooks.pinning import check_pinned, pin_sub_runbooks
 from opsconsole.runbooks.preconditions import check_preconditions
 from opsconsole.runbooks.results import RunEnv, RunResult
 from opsconsole.runbooks.schema import Runbook
@@ -151,7 +153,7 @@ async def _start_run(
         parent_run=parent_run,
         incident_id=incident_id,
         steps=[(ph, i, s.id, s.name, s.action) for ph, i, s in steps],
-        pinned=_pin_sub_runbooks(runbook, env),
+        pinned=pin_sub_runbooks(runbook, env, tctx),
     )
     if secret_names:
         with immediate(env.db):
@@ -185,50 +187,21 @@ async def _start_run(
     return await _drive(driver, "main", lock_key)
 
 
-def _digest(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _pin_sub_runbooks(runbook: Runbook, env: RunEnv) -> dict[str, str]:
-    """SHA-256 of each literally named sub-runbook's text as the run starts.
-
-    Recorded in the run's start event: a sub-run started later (after an approval, on a
-    resume, from another account's config) must run the text that was there when the
-    parent was started and approved, not a file edited or shadowed since."""
-    out: dict[str, str] = {}
-    for step in [*runbook.steps, *runbook.rollback]:
-        name = step.runbook.name if step.runbook is not None else None
-        if name is None or "{" in name:
-            continue
-        try:
-            out[name] = _digest(find_sub_runbook(name, runbook, env.config).read_text("utf-8"))
-        except (OpsError, OSError, UnicodeDecodeError):
-            continue  # not found now: the sub-run step fails with the loader's message
-    return out
-
-
 def _check_pinned(name: str, rb: Runbook, parent: Driver) -> None:
     from opsconsole.access import proven_event
 
     start = proven_event(parent.env.audit, ["runbook.run.started"], parent.run_id)
     pinned = (start or {}).get("details", {}).get("sub_runbooks") or {}
-    if name not in pinned:
-        return
     _, text = _source_text(rb)
-    if _digest(text) != pinned[name]:
+    why = check_pinned(name, text, rb.source, pinned, parent.run_id)
+    if why is not None:
         parent.env.audit.record(
             "runbook.run.tampered",
             parent.run_id,
-            {"reason": f"sub-runbook {name} changed since the run started", "path": str(rb.source)},
+            {"reason": why, "path": str(rb.source)},
             "denied",
         )
-        raise RunTampered(
-            f"sub-runbook {name} ({rb.source}) is not the text it was when run "
-            f"{parent.run_id} started (and was approved); the sub-run was not started. "
-            "Abort this run and start it again to use the new text"
-        )
+        raise RunTampered(why)
 
 
 def _now_iso() -> str:
@@ -333,9 +306,8 @@ async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver,
         rb = validate(Runbook, data, marks)
     except OpsError as exc:
         raise RunbookInvalid(getattr(exc, "problems", [])) from None
-    if not rb.requires_approval and any(
-        s.step_id == APPROVAL_STEP_ID for s in get_steps(env.db, run.id)
-    ):
+    recorded = {(s.phase, s.step_id) for s in get_steps(env.db, run.id)}
+    if not rb.requires_approval and ("main", APPROVAL_STEP_ID) in recorded:
         # Started with an approval gate its launcher added (a rule not marked safe).
         rb = rb.model_copy(update={"requires_approval": True})
     params = dict(run.params)
@@ -364,7 +336,7 @@ async def _reload(run_id: str, env: RunEnv, operator: Operator) -> tuple[Driver,
         "incident_id": run.incident_id,
     }
     tctx = template_context(rb, values, env.config, meta, env.db)
-    steps = expand_steps(rb)
+    steps = expand_steps(rb, rollback_gate=("rollback", ROLLBACK_APPROVAL_STEP_ID) in recorded)
     driver = Driver(run.id, rb, steps, env, operator, run.mode, tctx, _sub_run)
     driver.restore_outputs(
         get_steps(env.db, run.id),

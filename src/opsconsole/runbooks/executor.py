@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsconsole.operator import NeedsAPerson
+from opsconsole.runbooks.context import APPROVAL_STEP_ID, ROLLBACK_APPROVAL_STEP_ID
 from opsconsole.runbooks.schema import Step
 from opsconsole.runbooks.state import FINISHED_STEP, StepRow
 from opsconsole.runbooks.stepper import StepRunner, run_attempt
@@ -184,15 +185,26 @@ class Driver(StepRunner):
         rows = self._rows()
         main_status = {s.id: rows[(ph, i)].status for ph, i, s in self.steps if ph == "main"}
         rollback = [(ph, i, s) for ph, i, s in self.steps if ph == "rollback"]
+
+        def undoes_nothing(step: Step) -> bool:
+            return bool(step.undoes) and main_status.get(step.undoes) not in STARTED
+
         try:
             for phase, idx, step in reversed(rollback):
-                if step.undoes and main_status.get(step.undoes) not in STARTED:
+                skip = None
+                if undoes_nothing(step):
+                    skip = f"{step.undoes} did not run"
+                elif step.id == ROLLBACK_APPROVAL_STEP_ID:
+                    skip = self._gate_not_needed(rollback, undoes_nothing, automatic=announce)
+                if skip is not None:
                     row = self._row(phase, idx)
                     if row.status not in FINISHED_STEP:
-                        self._skip(phase, idx, step, f"{step.undoes} did not run")
+                        self._skip(phase, idx, step, skip)
                     continue
                 self._current = (phase, idx)
                 end = await self._one(phase, idx, step)
+                if end is not None and end.kind == "waiting":
+                    return "waiting_approval", end.error
                 if end is not None and end.kind != "done":
                     return "failed", f"rollback failed: {end.error}" + (
                         f" (after: {reason})" if reason else ""
@@ -210,6 +222,27 @@ class Driver(StepRunner):
             )
             return "interrupted", error + f"; resume with `opsconsole runbook resume {self.run_id}`"
         return "rolled_back", reason
+
+    def _gate_not_needed(
+        self, rollback: list[tuple[str, int, Step]], undoes_nothing: Any, *, automatic: bool
+    ) -> str | None:
+        """Why the rollback's approval gate is skipped (None: it asks). A rollback the
+        run starts itself (a failed step's ``on_failure``, Ctrl-C) is covered by the
+        approval of the run - if the audit chain proves the run was approved; one asked
+        for later (``runbook rollback``) is a new change and needs its own approval."""
+        steps = [s for _, _, s in rollback if s.id != ROLLBACK_APPROVAL_STEP_ID]
+        if all(undoes_nothing(s) for s in steps):
+            return "nothing to roll back"
+        if not automatic:
+            return None
+        from opsconsole.access import proven_event
+
+        event = proven_event(
+            self.env.audit, ["runbook.step.finished"], f"{self.run_id}/{APPROVAL_STEP_ID}"
+        )
+        if event is not None and event["details"].get("status") == "succeeded":
+            return "approved with the run"
+        return None
 
     def _stored_error(self) -> str | None:
         self.flush()

@@ -10,7 +10,13 @@ Three mechanisms, each covering what the previous one cannot:
   ``setsid``, so after a ``kill -9`` of the engine a resume (or the run's guard) finds what
   the dead run left behind by scanning ``/proc``;
 * each process is identified by pid *and* start time (``/proc/<pid>/stat`` field 22), so
-  a recycled pid is never mistaken for the original.
+  a recycled pid is never mistaken for the original;
+* a process that dropped the token (``env -i``) but still holds one of a step's pipes is
+  found through ``/proc/<pid>/fd`` (the pipe's inode), so it cannot keep the step
+  waiting for end-of-file.
+
+A token names one step attempt and is matched whole; a prefix ending in ``/`` (``<run
+id>/``) names every process of a run.
 
 Linux only (``/proc``); elsewhere these functions find nothing and kill nothing.
 """
@@ -32,6 +38,7 @@ __all__ = [
     "descendants",
     "find_by_token",
     "kill_all",
+    "pipe_holders",
     "proc_start",
 ]
 
@@ -58,8 +65,7 @@ def become_subreaper() -> bool:
 
 def _stat(pid: int) -> list[str] | None:
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            text = fh.read()
+        text = _read(f"/proc/{pid}/stat").decode("ascii", errors="replace")
     except OSError:
         return None
     # Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
@@ -90,6 +96,15 @@ def alive(pid: int | None, start: int | None = None) -> bool:
     return start is None or int(fields[19]) == start
 
 
+def _read(path: str) -> bytes:
+    """A small /proc file, read raw (cheaper than ``Path.read_text``: once per step)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     try:
@@ -98,7 +113,7 @@ def _children(pid: int) -> list[int]:
         return out
     for tid in tasks:
         with contextlib.suppress(OSError, ValueError):
-            out.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+            out.extend(int(c) for c in _read(f"/proc/{pid}/task/{tid}/children").split())
     return out
 
 
@@ -126,43 +141,75 @@ def _environ(pid: int) -> bytes:
             data = path.read_bytes()
         except OSError:
             return b""
-        if data:
-            return data
+        if data or not alive(pid):
+            return data  # a zombie's reads empty for good: no point reading again
         time.sleep(0.001)
     return b""
 
 
 def _has_token(pid: int, prefix: bytes, var: str = TOKEN_ENV) -> bool:
+    """``var`` in the environment of ``pid`` is ``prefix`` - or starts with it when
+    ``prefix`` ends with ``/`` (attempt ``1`` is not attempt ``10``; engine ``12-3`` is
+    not engine ``12-34``)."""
     data = _environ(pid)
     if not data:
         return False
     start = 0
     needle = var.encode() + b"=" + prefix
+    whole = not prefix.endswith(b"/")
     while True:
         i = data.find(needle, start)
         if i < 0:
             return False
-        if i == 0 or data[i - 1] == 0:
+        end = i + len(needle)
+        if (i == 0 or data[i - 1] == 0) and (not whole or end == len(data) or data[end] == 0):
             return True
         start = i + 1
+
+
+def _all_pids() -> list[int]:
+    try:
+        return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
 
 
 def find_by_token(
     prefix: str, *, among: Iterable[int] | None = None, var: str = TOKEN_ENV
 ) -> list[int]:
-    """Live processes whose ``var`` (the step token) starts with ``prefix``
-    (``among``: only these pids)."""
+    """Live processes whose ``var`` is the token ``prefix`` (or, for a prefix ending in
+    ``/``, starts with it); ``among``: only these pids."""
     me = os.getpid()
-    pids: Iterable[int]
-    if among is None:
-        try:
-            pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-        except OSError:
-            return []
-    else:
-        pids = among
+    pids = _all_pids() if among is None else among
     want = prefix.encode()
     return [p for p in pids if p != me and _has_token(p, want, var) and alive(p)]
+
+
+def pipe_holders(inodes: Iterable[int]) -> list[int]:
+    """Live processes other than this one with a descriptor on one of these pipes
+    (``os.fstat(fd).st_ino`` of either end; a pipe's ends share the inode)."""
+    links = {f"pipe:[{i}]" for i in inodes}
+    if not links:
+        return []
+    me = os.getpid()
+    out: list[int] = []
+    for pid in _all_pids():
+        if pid == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link in links:
+                if alive(pid):
+                    out.append(pid)
+                break
+    return out
 
 
 def _reap(pids: Iterable[int]) -> None:
@@ -179,16 +226,20 @@ def kill_all(
     *,
     grace: float = 0.0,
     scan: bool = False,
+    holding: Iterable[int] = (),
     exclude: Iterable[int] = (),
     var: str = TOKEN_ENV,
 ) -> list[int]:
     """End ``roots`` (pid, start time: a pid that was reaped and reused by another
-    process is never touched), their descendants, and processes carrying ``token``
-    (adopted orphans; with ``scan``, any process on the host). SIGTERM first when
+    process is never touched), their descendants, processes carrying ``token`` (among
+    this process's descendants at any depth - orphans it adopted as subreaper, however
+    deep; with ``scan``, any process on the host), processes holding one of the pipes
+    ``holding`` (inodes), and the descendants of all these. SIGTERM first when
     ``grace`` > 0, then SIGKILL until none is left. Returns the pids signalled."""
     me = os.getpid()
     skip = {me, *exclude}
     roots = list(roots)
+    pipes = set(holding)
     managed = {pid for pid, _ in roots}  # asyncio waits for these: never reap them here
 
     def targets() -> list[int]:
@@ -196,15 +247,12 @@ def kill_all(
         for pid, start in roots:
             if start is not None and alive(pid, start):
                 found.add(pid)
-                found.update(descendants(pid))
         if token is not None:
-            if scan:
-                found.update(find_by_token(token, var=var))
-            else:
-                adopted = _children(me)
-                found.update(find_by_token(token, among=adopted, var=var))
-                for p in list(found):
-                    found.update(descendants(p))
+            among = None if scan else descendants(me)
+            found.update(find_by_token(token, among=among, var=var))
+        found.update(pipe_holders(pipes))
+        for p in list(found):
+            found.update(descendants(p))
         return [p for p in found if p not in skip and alive(p)]
 
     signalled: set[int] = set()

@@ -31,6 +31,10 @@ from opsconsole.templating import render as render_text
 __all__ = ["KEEP_BYTES", "execute", "render"]
 
 KILL_GRACE_SECONDS = 2.0
+# After the command exited, how long its pipes may stay open before whatever still
+# holds them is ended. (Descendants carrying the token are ended at once; this only
+# bounds the wait on what escaped that search.)
+EOF_GRACE_SECONDS = 0.5
 KEEP_BYTES = 4 * 1024 * 1024  # per stream, in memory; the stored output is cut further
 _CHUNK = 64 * 1024
 _LINE_EMIT_LIMIT = 16 * 1024  # a longer line is shown cut (stored whole up to KEEP_BYTES)
@@ -134,6 +138,9 @@ async def _feed_stdin(stdin: asyncio.StreamWriter, data: bytes) -> None:
             await stdin.drain()
     with contextlib.suppress(ConnectionError, BrokenPipeError, OSError):
         stdin.close()
+        # Collects how the pipe ended (else asyncio logs "Future exception was never
+        # retrieved: BrokenPipeError" for a command that did not read all its stdin).
+        await stdin.wait_closed()
 
 
 async def _finish_first(fut: asyncio.Future[Any]) -> asyncio.CancelledError | None:
@@ -154,13 +161,14 @@ async def _finish_first(fut: asyncio.Future[Any]) -> asyncio.CancelledError | No
 
 
 async def _stop(
-    root: tuple[int, int | None] | None, token: str | None, grace: float
+    root: tuple[int, int | None] | None, token: str | None, grace: float, **how: Any
 ) -> asyncio.CancelledError | None:
     """End the command (``root``: pid and start time, None once it was reaped) and
-    everything it started; not interruptible half-way. Returns a cancellation that
-    arrived meanwhile (the caller re-raises it)."""
+    everything it started (``how``: more of :func:`procs.kill_all`'s searches); not
+    interruptible half-way. Returns a cancellation that arrived meanwhile (the caller
+    re-raises it)."""
     roots = [root] if root is not None else []
-    fut = asyncio.ensure_future(asyncio.to_thread(procs.kill_all, roots, token, grace=grace))
+    fut = asyncio.ensure_future(asyncio.to_thread(procs.kill_all, roots, token, grace=grace, **how))
     pending = await _finish_first(fut)
     with contextlib.suppress(Exception):
         fut.result()
@@ -182,15 +190,79 @@ async def _spawn(
     return fut.result(), pending
 
 
+def _pipes(proc: asyncio.subprocess.Process) -> dict[int, Any]:
+    """The command's pipe transports whose pipe is still open, by child fd (0, 1, 2).
+    (A closing stdin transport still holds its pipe while unwritten data is buffered.)"""
+    transport = proc._transport  # type: ignore[attr-defined]
+    out: dict[int, Any] = {}
+    for fd in (0, 1, 2):
+        pipe = transport.get_pipe_transport(fd)
+        file = pipe.get_extra_info("pipe") if pipe is not None else None
+        if file is not None and not file.closed:
+            out[fd] = pipe
+    return out
+
+
+def _pipe_inodes(proc: asyncio.subprocess.Process) -> set[int]:
+    """Inodes of the command's open pipes: whoever else holds one is the step's."""
+    out: set[int] = set()
+    for pipe in _pipes(proc).values():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            out.add(os.fstat(pipe.get_extra_info("pipe").fileno()).st_ino)
+    return out
+
+
+def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Close the pipes still open (a holder that could not be ended keeps them so),
+    keeping what the kernel already holds for us (bounded); the readers see their end."""
+    readers = {1: proc.stdout, 2: proc.stderr}
+    for fd, pipe in _pipes(proc).items():
+        reader = readers.get(fd)
+        if reader is None:
+            pipe.abort()  # stdin: drop what was not written
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            fileno = pipe.get_extra_info("pipe").fileno()
+            taken = 0
+            while taken < KEEP_BYTES and not pipe.is_closing():
+                data = os.read(fileno, _CHUNK)  # the transport made it non-blocking
+                if not data:
+                    break
+                reader.feed_data(data)
+                taken += len(data)
+        pipe.close()
+
+
+async def _released(
+    proc: asyncio.subprocess.Process, token: str | None, tasks: list[asyncio.Future[Any]]
+) -> asyncio.CancelledError | None:
+    """After the command exited: wait for end-of-file on its pipes, bounded. Whatever
+    still holds them once :data:`EOF_GRACE_SECONDS` is over - a descendant that escaped
+    the token search, or dropped its token (``env -i``) - is ended, with anything on the
+    host still carrying the token; pipes still open after that are closed. Output
+    already written is kept. Returns a cancellation that arrived meanwhile."""
+    if not tasks:
+        return None
+    _, pending = await asyncio.wait(tasks, timeout=EOF_GRACE_SECONDS)
+    if not pending:
+        return None
+    late = await _stop(None, token, 0.0, scan=token is not None, holding=_pipe_inodes(proc))
+    _, pending = await asyncio.wait(tasks, timeout=EOF_GRACE_SECONDS)
+    if pending:
+        _close_pipes(proc)
+    return late
+
+
 async def _end(
     proc: asyncio.subprocess.Process,
     root: tuple[int, int | None] | None,
     token: str | None,
     tasks: list[asyncio.Future[Any]],
 ) -> asyncio.CancelledError | None:
-    """End the command and everything it started, stop reading its pipes and collect it;
-    returns a cancellation that arrived meanwhile."""
-    late = await _stop(root, token, KILL_GRACE_SECONDS)
+    """End the command and everything it started or that holds its pipes, stop reading
+    them and collect it; returns a cancellation that arrived meanwhile."""
+    late = await _stop(root, token, KILL_GRACE_SECONDS, holding=_pipe_inodes(proc))
+    _close_pipes(proc)
     for t in tasks:
         t.cancel()
     for step in (
@@ -286,9 +358,12 @@ async def execute(rendered: dict[str, Any], ctx: StepContext) -> Outcome:
         if stdin_data is not None and proc.stdin is not None:
             tasks.append(asyncio.ensure_future(_feed_stdin(proc.stdin, stdin_data.encode())))
         await _exited(proc)
-        # Descendants still holding the pipes open must not keep the step alive. (The
-        # command itself is reaped by now: only its token finds what it left.)
+        # Nothing the command started outlives it, and nothing still holding its pipes
+        # keeps the step waiting. (The command itself is reaped by now: its token and
+        # its pipes find what it left.)
         interrupted = await _stop(None, token, 0.0)
+        if interrupted is None:
+            interrupted = await _released(proc, token, tasks)
         if interrupted is not None:
             raise interrupted
         await asyncio.gather(*tasks)

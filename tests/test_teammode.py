@@ -415,6 +415,11 @@ def test_access_policy_matches_database_roles_and_their_memberships(
     assert data["account"] == "tm_bob"
     assert set(data["roles"]) == {"approvers", "operators"}
     assert "tm_approvers" in data["groups"]
+    # `access check --user` evaluates another role's memberships (records nothing).
+    yes = team.cli("tm_alice", "access", "check", "runbook.approve", "--user", "tm_bob")
+    assert yes.returncode == 0, yes.stdout + yes.stderr
+    no = team.cli("tm_alice", "access", "check", "runbook.approve", "--user", "tm_carol")
+    assert no.returncode == 8 and no.stdout.startswith("tm_carol: runbook.approve denied")
 
 
 # --- db init, migrate, status -------------------------------------------------------------

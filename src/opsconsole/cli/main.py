@@ -156,7 +156,7 @@ def root(
         typer.Option(
             "--as",
             help="Record that you act on behalf of NAME (an annotation only: the actor is "
-            "always your OS account, and --as grants nothing).",
+            "always your OS account, or on PostgreSQL your database role; --as grants nothing).",
         ),
     ] = None,
     version: Annotated[

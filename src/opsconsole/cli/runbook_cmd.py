@@ -357,7 +357,8 @@ def approve(
     comment: Annotated[str | None, typer.Option("--comment", "-m", help="Why.")] = None,
 ) -> None:
     """Approve a run waiting for approval: not one you started or requested (needs the
-    runbook.approve permission; you are your OS account)."""
+    runbook.approve permission; you are your OS account, or your database role on
+    PostgreSQL, where the database itself refuses a self-approval)."""
     _decide(run_id, True, comment)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "Change",
     "ChangeSource",
     "ChangeWatcher",
+    "concerns",
     "describe",
     "latest_seq",
     "matches",
@@ -226,6 +227,12 @@ _VERBS: dict[str, str] = {
     "health.state_changed": "saw a health change:",
     "drill.run.finished": "finished drill",
 }
+
+
+def concerns(change: Change, ident: str) -> bool:
+    """The change is about ``ident`` (a run, an incident, a drill): its target is the id,
+    or a part of it (``RUN/step`` for an approval)."""
+    return change.target == ident or change.target.startswith(ident + "/")
 
 
 def describe(change: Change, *, who: bool = True) -> str:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from opsconsole.config import Config
+    from opsconsole.store import Location
     from opsconsole.tui.feed import HealthFeed
 
 __all__ = ["SCREENS_ORDER", "OpsConsoleApp", "create_app", "run_tui"]
@@ -197,14 +198,15 @@ class OpsConsoleApp(App[None]):
     # --- other operators' changes (opsconsole.changes) ------------------------------------
 
     @work(thread=True, exclusive=True, group="store-changes", exit_on_error=False)
-    def _watch_changes(self, db_path: Path) -> None:
-        """Follow the store's change counter; hand new audit events to the UI loop."""
+    def _watch_changes(self, db_path: Location) -> None:
+        """Follow the store (SQLite's change counter, PostgreSQL's notifications); hand
+        new audit events to the UI loop."""
         from textual.worker import get_current_worker
 
-        from opsconsole.changes import ChangeWatcher
+        from opsconsole.changes import open_changes
 
         worker = get_current_worker()
-        watcher = ChangeWatcher(db_path)
+        watcher = open_changes(db_path)
         try:
             cursor = watcher.cursor_now()
             history = watcher.changes_since(max(0, cursor - 200))

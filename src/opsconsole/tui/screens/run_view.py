@@ -54,6 +54,8 @@ class RunScreen(OpsScreen):
 
     def on_mount(self) -> None:
         self.app.runs.listeners.append(self._changed)  # type: ignore[attr-defined]
+        # Another console may drive this run, approve or abort it (opsconsole.changes).
+        self.app.change_listeners.append(self._store_changed)  # type: ignore[attr-defined]
         self.set_interval(1.0, self._tick)
         self._draw()
 
@@ -68,6 +70,30 @@ class RunScreen(OpsScreen):
         listeners = self.app.runs.listeners  # type: ignore[attr-defined]
         if self._changed in listeners:
             listeners.remove(self._changed)
+        stored = self.app.change_listeners  # type: ignore[attr-defined]
+        if self._store_changed in stored:
+            stored.remove(self._store_changed)
+
+    def _store_changed(self, changes: list[Any]) -> None:
+        from opsconsole.changes import concerns, describe
+        from opsconsole.runbooks.state import get_run, get_steps
+
+        h = self.handle
+        if h.run_id is None or h.local:  # our own engine's events already drew it
+            return
+        mine = [c for c in changes if concerns(c, h.run_id)]
+        if not mine:
+            return
+        own = self.app.own_seqs  # type: ignore[attr-defined]
+        for c in mine:
+            if c.seq not in own and not c.action.startswith("runbook.step."):
+                h.add_log(f"· {describe(c)}")
+        try:
+            db = self.app.ctx.db  # type: ignore[attr-defined]
+            h.apply_stored(get_run(db, h.run_id), get_steps(db, h.run_id))
+        except Exception as exc:  # a view must not break on a vanished run
+            h.add_log(f"✖ cannot reload the run: {exc}")
+        self._draw()
 
     def _changed(self, handle: RunHandle) -> None:
         if handle is self.handle:

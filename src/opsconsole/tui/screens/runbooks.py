@@ -64,7 +64,13 @@ class RunbooksScreen(OpsScreen):
         self.reload_runs()
         self.reload()
         self.set_interval(2.0, self.reload_runs)
+        # Runs started, finished or approved in other consoles show within a second.
+        self.app.change_listeners.append(self._store_changed)  # type: ignore[attr-defined]
         books.focus()
+
+    def _store_changed(self, changes: list[Any]) -> None:
+        if any(c.kind == "runbook" for c in changes):
+            self.reload_runs()
 
     def on_screen_resume(self) -> None:
         self.reload_runs()

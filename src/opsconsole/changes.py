@@ -224,6 +224,10 @@ _VERBS: dict[str, str] = {
     "runbook.run.finished": "finished run",
     "runbook.approval.requested": "asked for approval of",
     "runbook.approval.decided": "decided the approval of",
+    "runbook.approval.approved": "approved",
+    "runbook.approval.denied": "denied",
+    "runbook.run.abort_requested": "asked to abort run",
+    "drill.record": "recorded drill",
     "health.state_changed": "saw a health change:",
     "drill.run.finished": "finished drill",
 }

@@ -132,3 +132,84 @@ async def test_a_run_driven_by_another_process_updates_the_open_run_view(
     finally:
         if runner.poll() is None:
             runner.kill()
+
+
+async def test_an_approval_from_another_connection_shows_on_the_waiting_run(
+    make_app: Any, db_path: Any
+) -> None:
+    from opsconsole.audit import AuditLog
+    from opsconsole.runbooks import decide_approval
+    from opsconsole.store import open_db
+    from opsconsole.tui.run_control import start_runbook
+    from opsconsole.tui.screens.run_view import RunScreen
+
+    app = make_app(start="runbooks")
+    async with app.run_test(size=(120, 40)) as pilot:
+        handle = start_runbook(app, "tui-approval", {})
+        assert handle is not None and handle.run_id is not None
+        await wait_for(pilot, lambda: handle.status == "waiting_approval")
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        bob_db = open_db(db_path)  # bob approves from his own terminal
+        decide_approval(
+            bob_db, AuditLog(bob_db, actor="bob", interface="cli"), handle.run_id, approve=True
+        )
+        note = f"bob (cli) approved {handle.run_id}/gate"
+        await wait_for(pilot, lambda: any(note in line for line in handle.log))
+        assert any(note in n.message for n in app._notifications)
+        bob_db.close()
+        await pilot.press("u")  # ana resumes: the approval is there
+        await wait_for(pilot, lambda: handle.status == "succeeded")
+
+
+DRILLS = """\
+plans:
+  payments-bcp:
+    min_drills_per_year: 2
+drills:
+  quarterly-failover:
+    plan: payments-bcp
+    kind: live
+    runbook: tui-manual
+    params: {region: sa-east-1}
+    target: sa-east-1
+    owner: ana
+    schedule: {cron: "0 3 1 */3 *", timezone: UTC}
+    objectives: {rto_seconds: 120, rpo_seconds: 10}
+"""
+
+
+async def test_a_drill_recorded_in_another_process_shows_on_the_drills_screen(
+    make_app: Any, tui_config: Any, tui_db: Any
+) -> None:
+    import sqlite3
+
+    from opsconsole.drills.store import history
+    from tests.helpers import cli_subprocess
+
+    try:
+        history(tui_db)
+    except sqlite3.Error as exc:  # drills/store.py on PostgreSQL is another branch's work
+        pytest.xfail(f"the drills history does not read on this engine yet: {exc}")
+    (tui_config.directory / "drills.yaml").write_text(DRILLS, encoding="utf-8")
+    app = make_app(start="drills")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: [r["name"] for r in screen.rows] == ["quarterly-failover"])
+        assert "no drills recorded yet" in plain(screen.query_one("#drill-history"))
+        done = cli_subprocess(
+            "--config",
+            str(tui_config.directory),
+            "drill",
+            "record",
+            "quarterly-failover",
+            "--participants",
+            "ana,bob",
+            "--notes",
+            "walked through the failover",
+        )
+        assert done.returncode == 0, done.stderr
+        await wait_for(
+            pilot, lambda: "no drills recorded yet" not in plain(screen.query_one("#drill-history"))
+        )
+        assert "quarterly-failover" in plain(screen.query_one("#drill-history"))

@@ -200,3 +200,20 @@ def test_the_factory_picks_the_engine_from_the_store(db_path: Any, store_engine:
                 source.close()
     finally:
         db.close()
+
+
+@pytest.mark.postgresql
+def test_a_follower_that_cannot_connect_fails_in_one_line(db_path: str, store_engine: str) -> None:
+    if store_engine != "postgresql":
+        pytest.skip("a PostgreSQL login")
+    from opsconsole.changes import open_changes
+    from opsconsole.errors import StoreError
+
+    url = db_path.replace("owner@", "nobody:s3cret@")
+    source = open_changes(url)
+    with pytest.raises(StoreError) as err:
+        source.cursor_now()
+    text = str(err.value)
+    assert "cannot follow changes" in text and "nobody" in text
+    assert "s3cret" not in text and "\n" not in text
+    source.close()

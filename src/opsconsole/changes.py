@@ -170,7 +170,9 @@ class ChangeWatcher:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             # Read-only, autocommit: each PRAGMA/SELECT sees the latest committed state.
-            uri = f"file:{self.db_path}?mode=ro"
+            from urllib.parse import quote
+
+            uri = f"file:{quote(str(self.db_path))}?mode=ro"  # '?' or '#' in a path stay
             self._conn = sqlite3.connect(
                 uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5
             )

@@ -120,14 +120,25 @@ class PgChangeListener:
         return to_changes(rows)
 
     def _retrying(self, fn: Any) -> Any:
-        """``fn()`` once more on a fresh connection if the connection was lost."""
+        """``fn()`` once more on a fresh connection if the connection was lost; a failure
+        then is the store's one-line error (StoreError), never psycopg's."""
         import psycopg
 
+        from opsconsole.errors import StoreError
+        from opsconsole.store.postgres import display_url
+
         try:
-            return fn()
-        except psycopg.OperationalError:
+            try:
+                return fn()
+            except psycopg.OperationalError:
+                self._drop()
+                return fn()
+        except psycopg.Error as exc:
             self._drop()
-            return fn()
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise StoreError(
+                f"cannot follow changes in {display_url(self.url)}: {reason}"
+            ) from None
 
     # --- ChangeSource -----------------------------------------------------------------
 

@@ -217,3 +217,39 @@ def test_a_follower_that_cannot_connect_fails_in_one_line(db_path: str, store_en
     assert "cannot follow changes" in text and "nobody" in text
     assert "s3cret" not in text and "\n" not in text
     source.close()
+
+
+@pytest.mark.postgresql
+def test_a_change_by_one_role_reaches_a_listener_logged_in_as_another(
+    db_path: str, store_engine: str, request: pytest.FixtureRequest
+) -> None:
+    """Two people, two database roles, password logins over TCP: LISTEN needs no grant,
+    and the trigger fires for a writer that may only INSERT and SELECT."""
+    if store_engine != "postgresql":
+        pytest.skip("database roles")
+    from opsconsole.audit import AuditLog
+    from opsconsole.changes import open_changes
+    from opsconsole.store import open_db
+
+    cluster = request.getfixturevalue("pg_cluster")
+    name = db_path.split("?", 1)[0].rsplit("/", 1)[1]
+    for role in ("live_ana", "live_bob"):
+        cluster.role(role, f"{role}-pw")
+    cluster.sql("GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO live_ana, live_bob", name)
+    cluster.sql("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO live_ana, live_bob", name)
+    ana_url = cluster.url(name, user="live_ana", password="live_ana-pw")
+    bob_url = cluster.url(name, user="live_bob", password="live_bob-pw")
+    source = open_changes(ana_url)
+    source.safety_read = source.poll = 3600.0  # only the notification can deliver it
+    stop = threading.Event()
+    bob_db = open_db(bob_url, migrate=False)
+    try:
+        cursor = source.cursor_now()
+        assert source.wait(cursor, stop, timeout=0.2) == []  # read: from now on, only NOTIFY
+        AuditLog(bob_db, actor="live_bob", interface="cli").record("incident.note", "INC-7")
+        found = source.wait(cursor, stop, timeout=30)
+        assert [(c.actor, c.target) for c in found] == [("live_bob", "INC-7")]
+        assert source.notifications >= 1
+    finally:
+        source.close()
+        bob_db.close()

@@ -120,6 +120,13 @@ def test_incident_show_follow_streams_another_operators_note(tmp_path: Path, db_
         status = cli_subprocess("--config", str(config), "incident", "status", inc.id, "mitigated")
         assert status.returncode == 0, status.stderr
         follow.wait_for("→ mitigated")
+        # A note is someone else's text: printed, never interpreted by the terminal.
+        hostile = cli_subprocess(
+            "--config", str(config), "incident", "note", inc.id, "\x1b]0;owned\x07\x1b[2Jtitle"
+        )
+        assert hostile.returncode == 0, hostile.stderr
+        follow.wait_for("title")
+        assert not any("\x1b" in line or "\x07" in line for line in follow.lines)
         follow.proc.send_signal(signal.SIGINT)
         code, err = follow.finish()
     finally:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from opsconsole.cli.safe import plain
+from opsconsole.cli.safe import clean, plain
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -85,15 +85,16 @@ def follow_incident(
         entries = [e for e in svc.timeline(incident_id) if e.seq > seen]
         for e in entries:
             line = plain(f"{e.ts:%Y-%m-%d %H:%M:%S} UTC  ", style="dim")
-            line.append(f"{e.actor}: ", style="bold")
-            line.append(e.summary)
+            line.append(clean(f"{e.actor}: "), style="bold")
+            line.append(clean(e.summary))
             out.print(line)
             seen = max(seen, e.seq)
         now = svc.get(incident_id).status
-        if now != status:
+        moved = now != status
+        if moved:
             out.print(plain(f"status: {status} → {now}", style="bold"))
             status = now
-        if not entries and now == status:
+        if not entries and not moved:
             for c in changes:  # a change that leaves no timeline entry still shows
                 out.print(plain(f"· {describe(c)}", style="dim"))
 

@@ -69,8 +69,8 @@ class RunbooksScreen(OpsScreen):
         books.focus()
 
     def _store_changed(self, changes: list[Any]) -> None:
-        if any(c.kind == "runbook" for c in changes):
-            self.reload_runs()
+        if self.is_current and any(c.kind == "runbook" for c in changes):
+            self.reload_runs()  # (a hidden screen reloads when it comes back)
 
     def on_screen_resume(self) -> None:
         self.reload_runs()

@@ -235,8 +235,13 @@ class OpsConsoleApp(App[None]):
         if not message.history:
             for c in theirs[-3:]:
                 self.notify(describe(c), title="changed elsewhere", timeout=8)
+        from textual.css.query import NoMatches
+
         for listener in list(self.change_listeners):
-            listener(fresh)
+            try:
+                listener(fresh)
+            except NoMatches:  # a screen between unmount and removal: nothing to draw
+                self.change_listeners.remove(listener)
 
     def refresh_incidents(self) -> None:
         """Open incidents with their nearest clock, for the header line of every screen."""

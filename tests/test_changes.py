@@ -253,3 +253,30 @@ def test_a_change_by_one_role_reaches_a_listener_logged_in_as_another(
     finally:
         source.close()
         bob_db.close()
+
+
+def test_more_changes_than_one_batch_all_arrive_without_a_new_commit(
+    db_path: Any, store_engine: str
+) -> None:
+    from opsconsole.audit import AuditLog
+    from opsconsole.store import open_db
+
+    source = _source(db_path, store_engine)
+    source.batch = 5
+    stop = threading.Event()
+    db = open_db(db_path)
+    try:
+        cursor = source.cursor_now()
+        assert source.wait(cursor, stop, timeout=0.2) == []
+        log = AuditLog(db, actor="bob", interface="cli")
+        for i in range(12):
+            log.record("incident.note", f"INC-{i}")
+        got: list[str] = []
+        for _ in range(3):  # 5 + 5 + 2, the last two without anything new committed
+            found = source.wait(cursor, stop, timeout=10)
+            got += [c.target for c in found]
+            cursor = found[-1].seq if found else cursor
+        assert got == [f"INC-{i}" for i in range(12)]
+    finally:
+        source.close()
+        db.close()

@@ -195,8 +195,10 @@ class ChangeWatcher:
         while not stop.is_set():
             version = self.version()
             if version != self._version:
-                self._version = version
                 found = _rows(conn, cursor, self.batch)
+                # A full batch may leave committed rows behind: read again next time even
+                # if nothing else is committed meanwhile.
+                self._version = None if len(found) >= self.batch else version
                 if found:
                     return found
             if waited >= timeout:

@@ -116,7 +116,7 @@ class PgChangeListener:
         conn = self._connect()
         rows = conn.execute(CHANGES_SQL.format(p="%s"), (cursor, self.batch)).fetchall()
         self._last_read = time.monotonic()
-        self._dirty = False
+        self._dirty = len(rows) >= self.batch  # a full batch: there may be more already
         return to_changes(rows)
 
     def _retrying(self, fn: Any) -> Any:

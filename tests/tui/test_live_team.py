@@ -157,6 +157,9 @@ async def test_an_approval_from_another_connection_shows_on_the_waiting_run(
         note = f"bob (cli) approved {handle.run_id}/gate"
         await wait_for(pilot, lambda: any(note in line for line in handle.log))
         assert any(note in n.message for n in app._notifications)
+        await wait_for(
+            pilot, lambda: "approved by bob: u resumes" in plain(screen.query_one("#run-status"))
+        )
         bob_db.close()
         await pilot.press("u")  # ana resumes: the approval is there
         await wait_for(pilot, lambda: handle.status == "succeeded")

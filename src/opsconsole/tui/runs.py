@@ -59,6 +59,7 @@ class RunHandle:
     approval: str | None = None
     current: str | None = None
     operator: Any = None  # the TuiOperator asking for this run
+    decided: str | None = None  # "approved by bob: u resumes", from the store's changes
 
     @property
     def active(self) -> bool:
@@ -164,6 +165,7 @@ class RunHandle:
             self.add_log(f"{prefix}{_mark(status)} {ev.step_id} {status}{took}{why}")
         elif kind == "ApprovalRequested" and not child:
             self.approval = ev.message
+            self.decided = None
             self.add_log(
                 f"⏸ approval needed from someone other than {ev.requested_by}: {ev.message}"
             )

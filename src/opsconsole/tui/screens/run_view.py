@@ -88,6 +88,13 @@ class RunScreen(OpsScreen):
         for c in mine:
             if c.seq not in own and not c.action.startswith("runbook.step."):
                 h.add_log(f"· {describe(c)}")
+            # Only decisions count: a refused attempt has the same action, outcome denied.
+            if c.action == "runbook.approval.approved" and c.outcome == "ok":
+                h.decided = f"approved by {c.actor}: u resumes"
+            elif c.action == "runbook.approval.denied" and c.outcome == "ok":
+                h.decided = f"denied by {c.actor}"
+            elif c.action == "runbook.approval.requested":
+                h.decided = None
         try:
             db = self.app.ctx.db  # type: ignore[attr-defined]
             h.apply_stored(get_run(db, h.run_id), get_steps(db, h.run_id))
@@ -125,7 +132,9 @@ class RunScreen(OpsScreen):
                 text.append("  · enter: answer it now", style="bold")
         elif h.status == "starting":
             text.append("  starting…")
-        if h.status == "waiting_approval":
+        if h.status == "waiting_approval" and h.decided:
+            text.append(f"  {h.decided}", style="bold")
+        elif h.status == "waiting_approval":
             text.append(
                 "  another person must approve: opsconsole runbook approve "
                 f"{h.run_id} (or 'a' in their console), then u resumes"

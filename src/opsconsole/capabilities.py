@@ -23,6 +23,7 @@ SCHEMA_MODULES = (
     "opsconsole.outbox",
     "opsconsole.incidents.alertgroups",
     "opsconsole.rules.state",
+    "opsconsole.changes",  # PostgreSQL: audit rows notify listeners (after opsconsole.audit)
 )
 
 

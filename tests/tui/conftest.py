@@ -163,8 +163,10 @@ def tui_config(tmp_path: Path) -> Any:
 
 @pytest.fixture
 def tui_db(db_path: Path) -> Any:
+    from opsconsole.capabilities import register_all
     from opsconsole.store import open_db
 
+    register_all()  # every table, as the console's entry point opens them
     return open_db(db_path)
 
 

@@ -145,9 +145,30 @@ def show(
     incident_id: Annotated[str, typer.Argument(metavar="ID")],
     timeline: Annotated[bool, typer.Option("--timeline", help="Also show the timeline.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Then stream every change (timeline entries, status) as other operators "
+            "commit it, until Ctrl-C.",
+        ),
+    ] = False,
 ) -> None:
     """Status, roles, next tasks, every deadline with time remaining, last update."""
     svc = _svc()
+    if follow and as_json:
+        raise typer.BadParameter("--follow prints for people; use it without --json")
+    if follow:
+        from opsconsole.cli.follow import Follower, follow_incident, incident_mark
+
+        svc.get(incident_id)  # an unknown incident fails before anything is opened
+        follower = Follower(svc.db)  # the cursor before the state: nothing falls between
+        mark = incident_mark(svc, incident_id)
+        _render_view(svc.view(incident_id))
+        _render_timeline(svc, incident_id)
+        follow_incident(console(), svc, incident_id, follower, mark)
+        return
     view = svc.view(incident_id)
     if as_json:
         print_json(view.to_dict(svc.timeline(incident_id) if timeline else None))

@@ -421,7 +421,19 @@ def runs(
 
 
 @app.command("log")
-def log(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: JsonOpt = False) -> None:
+def log(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    as_json: JsonOpt = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Then stream step starts, output and status (whichever host runs it) "
+            "until the run finishes or Ctrl-C; exits with the run's exit code.",
+        ),
+    ] = False,
+) -> None:
     """A run's steps, their rendered values, status and stored (redacted) output."""
     from dataclasses import asdict
 
@@ -429,6 +441,18 @@ def log(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: JsonOpt
     from opsconsole.runbooks.state import get_run, get_steps
 
     db = state.db()
+    if follow and as_json:
+        raise typer.BadParameter("--follow prints for people; use it without --json")
+    if follow:
+        from opsconsole.cli.follow import Follower, follow_run
+
+        run_row = get_run(db, run_id)  # an unknown run fails before anything is opened
+        follower = Follower(db)  # the cursor before the state: nothing falls between
+        run_row = get_run(db, run_row.id)
+        steps = get_steps(db, run_row.id)
+        print_log(console(), run_row, steps)
+        follow_run(console(), db, run_row, steps, follower)
+        return
     run_row = get_run(db, run_id)
     steps = get_steps(db, run_row.id)
     if as_json:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from opsconsole.config import Config
+    from opsconsole.store import Location
     from opsconsole.tui.feed import HealthFeed
 
 __all__ = ["SCREENS_ORDER", "OpsConsoleApp", "create_app", "run_tui"]
@@ -197,14 +198,15 @@ class OpsConsoleApp(App[None]):
     # --- other operators' changes (opsconsole.changes) ------------------------------------
 
     @work(thread=True, exclusive=True, group="store-changes", exit_on_error=False)
-    def _watch_changes(self, db_path: Path) -> None:
-        """Follow the store's change counter; hand new audit events to the UI loop."""
+    def _watch_changes(self, db_path: Location) -> None:
+        """Follow the store (SQLite's change counter, PostgreSQL's notifications); hand
+        new audit events to the UI loop."""
         from textual.worker import get_current_worker
 
-        from opsconsole.changes import ChangeWatcher
+        from opsconsole.changes import open_changes
 
         worker = get_current_worker()
-        watcher = ChangeWatcher(db_path)
+        watcher = open_changes(db_path)
         try:
             cursor = watcher.cursor_now()
             history = watcher.changes_since(max(0, cursor - 200))
@@ -233,8 +235,13 @@ class OpsConsoleApp(App[None]):
         if not message.history:
             for c in theirs[-3:]:
                 self.notify(describe(c), title="changed elsewhere", timeout=8)
+        from textual.css.query import NoMatches
+
         for listener in list(self.change_listeners):
-            listener(fresh)
+            try:
+                listener(fresh)
+            except NoMatches:  # a screen between unmount and removal: nothing to draw
+                self.change_listeners.remove(listener)
 
     def refresh_incidents(self) -> None:
         """Open incidents with their nearest clock, for the header line of every screen."""

@@ -59,6 +59,7 @@ class RunHandle:
     approval: str | None = None
     current: str | None = None
     operator: Any = None  # the TuiOperator asking for this run
+    decided: str | None = None  # "approved by bob: u resumes", from the store's changes
 
     @property
     def active(self) -> bool:
@@ -85,6 +86,41 @@ class RunHandle:
             else:
                 phase, _idx, step = r
                 self.steps[key] = StepLine(phase, step.id, step.title, step.action)
+
+    @property
+    def local(self) -> bool:
+        """This console's engine drives the run (its events arrive on the bus)."""
+        return self.worker is not None and not self.worker.is_finished
+
+    def apply_stored(self, run: Any, rows: list[Any]) -> bool:
+        """Catch up with the stored run (``runs`` row and ``run_steps`` rows) after another
+        process changed it: statuses, and the output of steps that finished since.
+        True if anything changed."""
+        changed = False
+        for r in rows:
+            key = (r.phase, r.step_id)
+            line = self.steps.get(key)
+            if line is None:
+                line = StepLine(r.phase, r.step_id, r.name or r.step_id, r.action)
+                self.steps[key] = line
+            if (line.status, line.error) == (r.status, r.error):
+                continue
+            changed = True
+            line.status, line.error, line.attempt = r.status, r.error, r.attempts or 1
+            if r.status == "running":
+                self.current = r.step_id
+                self.add_log(f"▶ {r.step_id}: {line.name}")
+            elif r.status != "pending":
+                why = f": {r.error}" if r.error else ""
+                self.add_log(f"{_mark(r.status)} {r.step_id} {r.status}{why}")
+                for text in (r.output or "").splitlines()[-50:]:
+                    self.add_log(f"  {text}")
+        if (self.status, self.error) != (run.status, run.error):
+            changed = True
+            self.status, self.error = run.status, run.error
+            self.measured = dict(run.measured or {})
+            self.add_log(f"── run {run.status}" + (f": {run.error}" if run.error else ""))
+        return changed
 
     def apply(self, event: Event) -> None:
         """Update from one engine event (already redacted by the engine)."""
@@ -129,6 +165,7 @@ class RunHandle:
             self.add_log(f"{prefix}{_mark(status)} {ev.step_id} {status}{took}{why}")
         elif kind == "ApprovalRequested" and not child:
             self.approval = ev.message
+            self.decided = None
             self.add_log(
                 f"⏸ approval needed from someone other than {ev.requested_by}: {ev.message}"
             )

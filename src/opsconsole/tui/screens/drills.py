@@ -59,6 +59,17 @@ class DrillsScreen(OpsScreen):
             "drill", "next due", "kind", "RTO/RPO", "owner", "target", "plan", "schedule"
         )
         self.reload()
+        # A drill run or record from another console or the scheduler (opsconsole.changes).
+        self.app.change_listeners.append(self._store_changed)  # type: ignore[attr-defined]
+
+    def on_unmount(self) -> None:
+        listeners = self.app.change_listeners  # type: ignore[attr-defined]
+        if self._store_changed in listeners:
+            listeners.remove(self._store_changed)
+
+    def _store_changed(self, changes: list[Any]) -> None:
+        if any(c.kind == "drill" for c in changes) and self.is_current:
+            self.reload()
 
     def on_screen_resume(self) -> None:
         self.reload()

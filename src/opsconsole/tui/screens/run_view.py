@@ -54,6 +54,8 @@ class RunScreen(OpsScreen):
 
     def on_mount(self) -> None:
         self.app.runs.listeners.append(self._changed)  # type: ignore[attr-defined]
+        # Another console may drive this run, approve or abort it (opsconsole.changes).
+        self.app.change_listeners.append(self._store_changed)  # type: ignore[attr-defined]
         self.set_interval(1.0, self._tick)
         self._draw()
 
@@ -68,6 +70,37 @@ class RunScreen(OpsScreen):
         listeners = self.app.runs.listeners  # type: ignore[attr-defined]
         if self._changed in listeners:
             listeners.remove(self._changed)
+        stored = self.app.change_listeners  # type: ignore[attr-defined]
+        if self._store_changed in stored:
+            stored.remove(self._store_changed)
+
+    def _store_changed(self, changes: list[Any]) -> None:
+        from opsconsole.changes import concerns, describe
+        from opsconsole.runbooks.state import get_run, get_steps
+
+        h = self.handle
+        if h.run_id is None or h.local:  # our own engine's events already drew it
+            return
+        mine = [c for c in changes if concerns(c, h.run_id)]
+        if not mine:
+            return
+        own = self.app.own_seqs  # type: ignore[attr-defined]
+        for c in mine:
+            if c.seq not in own and not c.action.startswith("runbook.step."):
+                h.add_log(f"· {describe(c)}")
+            # Only decisions count: a refused attempt has the same action, outcome denied.
+            if c.action == "runbook.approval.approved" and c.outcome == "ok":
+                h.decided = f"approved by {c.actor}: u resumes"
+            elif c.action == "runbook.approval.denied" and c.outcome == "ok":
+                h.decided = f"denied by {c.actor}"
+            elif c.action == "runbook.approval.requested":
+                h.decided = None
+        try:
+            db = self.app.ctx.db  # type: ignore[attr-defined]
+            h.apply_stored(get_run(db, h.run_id), get_steps(db, h.run_id))
+        except Exception as exc:  # a view must not break on a vanished run
+            h.add_log(f"✖ cannot reload the run: {exc}")
+        self._draw()
 
     def _changed(self, handle: RunHandle) -> None:
         if handle is self.handle:
@@ -99,7 +132,9 @@ class RunScreen(OpsScreen):
                 text.append("  · enter: answer it now", style="bold")
         elif h.status == "starting":
             text.append("  starting…")
-        if h.status == "waiting_approval":
+        if h.status == "waiting_approval" and h.decided:
+            text.append(f"  {h.decided}", style="bold")
+        elif h.status == "waiting_approval":
             text.append(
                 "  another person must approve: opsconsole runbook approve "
                 f"{h.run_id} (or 'a' in their console), then u resumes"

@@ -64,7 +64,18 @@ class RunbooksScreen(OpsScreen):
         self.reload_runs()
         self.reload()
         self.set_interval(2.0, self.reload_runs)
+        # Runs started, finished or approved in other consoles show within a second.
+        self.app.change_listeners.append(self._store_changed)  # type: ignore[attr-defined]
         books.focus()
+
+    def on_unmount(self) -> None:
+        listeners = self.app.change_listeners  # type: ignore[attr-defined]
+        if self._store_changed in listeners:
+            listeners.remove(self._store_changed)
+
+    def _store_changed(self, changes: list[Any]) -> None:
+        if self.is_current and any(c.kind == "runbook" for c in changes):
+            self.reload_runs()  # (a hidden screen reloads when it comes back)
 
     def on_screen_resume(self) -> None:
         self.reload_runs()

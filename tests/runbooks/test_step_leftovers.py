@@ -125,3 +125,42 @@ async def test_an_interrupted_step_ends_a_tokenless_holder_of_its_pipes(
     finally:
         run.cancel()
         _kill(pid_file)
+
+
+async def test_pipes_a_holder_keeps_open_are_closed_and_the_output_kept(
+    env, operator, write_runbook, tmp_path, monkeypatch
+):
+    """A holder that cannot be ended (here: one the searches are made blind to, as a
+    process of another account would be): the step still ends, with its output."""
+    from opsconsole.runbooks import procs, start_run
+    from opsconsole.runbooks.state import get_steps
+
+    real = procs.kill_all
+
+    def blind(roots, token, **kw):  # type: ignore[no-untyped-def]
+        kw.pop("holding", None)
+        kw.pop("scan", None)
+        return real(roots, token, **kw)
+
+    monkeypatch.setattr(procs, "kill_all", blind)
+    pid_file = tmp_path / "holder.pid"
+    body = f"echo from-child; echo $$ > {pid_file}; exec /bin/sleep 300"
+    rb = write_runbook(f"""
+        name: unkillable
+        steps:
+          - id: bg
+            shell: >-
+              echo first; (/usr/bin/env -i /usr/bin/setsid /bin/sh -c '{body}' &) ;
+              while [ ! -s {pid_file} ]; do sleep 0.01; done; echo last
+        """)
+    try:
+        result = await asyncio.wait_for(start_run(rb, {}, env=env, operator=operator), HANG_GUARD)
+        assert result.status == "succeeded", result.error
+        assert get_steps(env.db, result.run_id)[0].output.split() == [
+            "first",
+            "from-child",
+            "last",
+        ]
+        assert alive(int(pid_file.read_text()))  # blind searches: it was left, not ended
+    finally:
+        _kill(pid_file)

@@ -221,7 +221,7 @@ def acquire(
             moment,
             moment,
             moment + timedelta(seconds=seconds),
-            seconds,
+            float(seconds),
         )
         db.execute("DELETE FROM leases WHERE name = ?", [name])
         db.execute(

@@ -179,3 +179,103 @@ def test_lease_of_a_scheduler_stopped_by_the_heartbeat_is_lost_and_it_stops(
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+def _age(db, name: str, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Move a lease's timestamps ``seconds`` into the past: as if its holder had been
+    silent that much longer (the clock is the lease row's, so no test sleeps)."""
+    lease = get(db, name)
+    assert lease is not None
+    back = timedelta(seconds=seconds)
+    db.execute(
+        "UPDATE leases SET acquired_at = ?, heartbeat_at = ?, expires_at = ? WHERE name = ?",
+        [
+            isoformat(lease.acquired_at - back),
+            isoformat(lease.heartbeat_at - back),
+            isoformat(lease.expires_at - back),
+            name,
+        ],
+    )
+
+
+def test_two_schedulers_on_two_hosts_against_one_database_run_once(
+    drill_config: Path, db_path: Path
+) -> None:
+    (drill_config / "drills.yaml").write_text("drills: {}\n")
+    racers = {host: _scheduler(drill_config, "--lock-host", host) for host in ("host-a", "host-b")}
+    try:
+        db = open_db(db_path)
+        wait_for(
+            lambda: any(p.poll() is not None for p in racers.values()),
+            what="one of the two schedulers to give up",
+        )
+        (loser,) = [h for h, p in racers.items() if p.poll() is not None]
+        (winner,) = [h for h in racers if h != loser]
+        out, err = racers[loser].communicate()
+        assert racers[loser].returncode == 7, out + err
+        assert "another scheduler is running on this database" in err
+        assert f"pid {racers[winner].pid} on {winner}" in err and "Traceback" not in err
+        lease = get(db, LEASE)
+        assert lease is not None and lease.holder.host == winner
+        assert lease.holder.pid == racers[winner].pid
+        starts = db.execute(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'scheduler.start'"
+        ).fetchone()[0]
+        assert starts == 1
+        racers[winner].send_signal(signal.SIGTERM)
+        _, err = racers[winner].communicate(timeout=60)
+        assert racers[winner].returncode == 0, err
+        assert get(db, LEASE) is None
+    finally:
+        for proc in racers.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_killed_scheduler_on_another_host_is_taken_over_after_expiry_and_not_before(
+    drill_config: Path, db_path: Path
+) -> None:
+    from opsconsole.leases import Holder, LeaseHeld, acquire
+
+    (drill_config / "drills.yaml").write_text("drills: {}\n")
+    first = _scheduler(drill_config, "--lock-host", "host-a", "--lock-stale-after", "3600")
+    try:
+        db = open_db(db_path)
+        lock = SchedulerLock(db)
+        wait_for(lambda: _holds(lock, first), what="the first scheduler to take the lease")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        held = get(db, LEASE)
+        assert held is not None and held.holder.host == "host-a"
+        # Not before expiry: its pid is dead, but it was held on another host, where pids
+        # here mean nothing; its lease runs for an hour after its last heartbeat.
+        second = cli_subprocess(
+            "--config", str(drill_config), "scheduler", "--once", "--lock-host", "host-b"
+        )
+        assert second.returncode == 7, second.stdout + second.stderr
+        assert f"pid {first.pid} on host-a" in second.stderr
+        b = Holder("scheduler", "host-b", os.getpid(), None)
+        with pytest.raises(LeaseHeld):  # one microsecond before its expiry, still live
+            acquire(db, _audit(db), LEASE, b, now=held.expires_at - timedelta(microseconds=1))
+        assert get(db, LEASE) == held
+        # After expiry (an hour and a second of silence): host-b takes over, audited.
+        _age(db, LEASE, 3601)
+        third = cli_subprocess(
+            "--config", str(drill_config), "scheduler", "--once", "--lock-host", "host-b"
+        )
+        assert third.returncode == 0, third.stdout + third.stderr
+        assert '"event": "scheduler.lock_takeover"' in third.stdout
+        (audited,) = [
+            json.loads(r[0])
+            for r in db.execute(
+                "SELECT details FROM audit_events WHERE action = 'lease.taken_over'"
+            ).fetchall()
+        ]
+        assert audited["from"]["host"] == "host-a" and audited["from"]["pid"] == first.pid
+        assert audited["to"]["host"] == "host-b"
+        assert audited["stale_for_seconds"] >= 1 and "expired" in audited["reason"]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()

@@ -44,6 +44,7 @@ __all__ = [
     "LeaseHeld",
     "acquire",
     "db_now",
+    "from_row",
     "get",
     "heartbeat",
     "keeper",
@@ -162,7 +163,8 @@ _COLUMNS = (
 )
 
 
-def _lease(row: Any) -> Lease:
+def from_row(row: Any) -> Lease:
+    """A lease from the row of its columns (in ``leases`` order, see the migration)."""
     return Lease(
         row[0],
         row[1],
@@ -176,7 +178,7 @@ def _lease(row: Any) -> Lease:
 
 def get(db: Database, name: str) -> Lease | None:
     row = db.execute(f"SELECT {_COLUMNS} FROM leases WHERE name = ?", [name]).fetchone()
-    return _lease(row) if row else None
+    return from_row(row) if row else None
 
 
 @dataclass(frozen=True)

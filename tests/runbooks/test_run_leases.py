@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from opsconsole import leases
 from opsconsole.store import open_db
 from opsconsole.timeutil import isoformat
+from tests.drills.conftest import wait_for
 from tests.helpers import SRC, cli_subprocess
 
 RUNBOOK = """\
@@ -40,13 +40,13 @@ def _on_both_engines(store_engine: str) -> str:
     return store_engine
 
 
-def _wait_for(predicate, what: str, deadline: float = 240.0) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def _takeovers(db) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [
+        json.loads(r[0])
+        for r in db.execute(
+            "SELECT details FROM audit_events WHERE action = 'lease.taken_over'"
+        ).fetchall()
+    ]
 
 
 def _runbook(config_dir: Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -90,7 +90,7 @@ def test_a_run_killed_on_one_host_is_resumed_from_another_after_expiry_and_not_b
     work, engine = _start_on_host_a(tmp_path, config_dir)
     try:
         db = open_db(db_path)
-        _wait_for(lambda: _step(db, "two") == "running", "step two to run on host-a")
+        wait_for(lambda: _step(db, "two") == "running", what="step two to run on host-a")
         (run_id,) = db.execute("SELECT id FROM runs").fetchone()
         os.kill(engine.pid, signal.SIGKILL)
         engine.wait(timeout=30)
@@ -120,12 +120,7 @@ def test_a_run_killed_on_one_host_is_resumed_from_another_after_expiry_and_not_b
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert (work / "one").read_text() == "ran\n"
         assert (work / "two").read_text() == "start\nstart\nend\n"
-        (audited,) = [
-            json.loads(r[0])
-            for r in db.execute(
-                "SELECT details FROM audit_events WHERE action = 'lease.taken_over'"
-            ).fetchall()
-        ]
+        (audited,) = _takeovers(db)
         assert audited["from"]["host"] == "host-a" and audited["from"]["pid"] == engine.pid
         assert audited["to"]["host"] == "host-b"
         assert audited["stale_for_seconds"] >= 1 and "expired" in audited["reason"]
@@ -144,19 +139,14 @@ def test_on_its_own_host_a_killed_runs_lease_is_taken_over_at_once(
     work, engine = _start_on_host_a(tmp_path, config_dir)
     try:
         db = open_db(db_path)
-        _wait_for(lambda: _step(db, "two") == "running", "step two to run")
+        wait_for(lambda: _step(db, "two") == "running", what="step two to run")
         (run_id,) = db.execute("SELECT id FROM runs").fetchone()
         os.kill(engine.pid, signal.SIGKILL)
         engine.wait(timeout=30)
         (work / "delay").write_text("0")
         resumed = _runbook(config_dir, "host-a", "resume", run_id, "--yes")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        (audited,) = [
-            json.loads(r[0])
-            for r in db.execute(
-                "SELECT details FROM audit_events WHERE action = 'lease.taken_over'"
-            ).fetchall()
-        ]
+        (audited,) = _takeovers(db)
         assert audited["reason"] == "holder process is gone"
         assert audited["from"]["pid"] == engine.pid and audited["stale_for_seconds"] == 0
     finally:

@@ -21,10 +21,10 @@ import sqlite_utils
 
 from opsconsole import leases
 from opsconsole.errors import ExitCode, NotFoundError, OpsError
-from opsconsole.leases import Holder, Lease
+from opsconsole.leases import Lease
 from opsconsole.runbooks import procs
 from opsconsole.store import immediate
-from opsconsole.timeutil import isoformat, parse_when, utcnow
+from opsconsole.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
     from opsconsole.audit import AuditLog
@@ -116,17 +116,7 @@ _SELECT = (
 
 
 def _lock(row: Any, now: datetime) -> LockInfo:
-    lease = None
-    if row[8] is not None:
-        lease = Lease(
-            row[8],
-            row[9],
-            Holder(row[10], row[11], row[12], row[13]),
-            parse_when(row[14]),
-            parse_when(row[15]),
-            parse_when(row[16]),
-            float(row[17]),
-        )
+    lease = leases.from_row(row[8:]) if row[8] is not None else None
     return LockInfo(*row[:8], lease=lease, judged_at=now)
 
 

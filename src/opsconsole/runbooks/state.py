@@ -477,7 +477,7 @@ def set_step(
     """Update one step row and audit the transition in the same transaction.
 
     With ``expect`` the update is a compare-and-set: it happens only if the step is in
-    one of those states *and* this process still owns the run; otherwise
+    one of those states *and* this process still owns the run (and its lease); otherwise
     :class:`StepClaimLost` is raised and nothing changes."""
     if "output" in fields:
         fields["output"], fields["truncated"] = bound_output(redact(fields["output"] or ""))
@@ -496,11 +496,22 @@ def set_step(
         args: list[Any] = [run_id, phase, idx]
         if expect is not None:
             wanted = list(expect)
+            # The run row names this process as owner, and this process still holds the
+            # run's lease (a pid and host name alone can repeat: containers).
+            held = leases.keeper(db).holds(run_lease(run_id))
             where += (
                 f" AND status IN ({', '.join('?' * len(wanted))}) AND EXISTS (SELECT 1 FROM "
-                "runs WHERE id = ? AND status = 'running' AND pid = ? AND hostname = ?)"
+                "runs WHERE id = ? AND status = 'running' AND pid = ? AND hostname = ?) "
+                "AND EXISTS (SELECT 1 FROM leases WHERE name = ? AND token = ?)"
             )
-            args += [*wanted, run_id, os.getpid(), socket.gethostname()]
+            args += [
+                *wanted,
+                run_id,
+                os.getpid(),
+                socket.gethostname(),
+                run_lease(run_id),
+                held.token if held is not None else "",
+            ]
         cur = db.execute(f"UPDATE run_steps SET {sets} WHERE {where}", [*fields.values(), *args])
         if expect is not None and cur.rowcount != 1:
             run = db.execute(

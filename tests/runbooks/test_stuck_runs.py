@@ -11,6 +11,12 @@ import pytest
 from tests.helpers import cli
 
 
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
+
 async def test_invalid_url_fails_the_step_and_releases_the_lock(env, operator, write_runbook):
     from opsconsole.runbooks import start_run
     from opsconsole.runbooks.locks import list_locks

@@ -352,6 +352,10 @@ class Keeper:
             kept = self._kept.get(name)
             return kept.lease if kept else None
 
+    def holds_any(self) -> bool:
+        with self._wake:
+            return bool(self._kept)
+
     def _run(self) -> None:
         import time
 
@@ -359,6 +363,10 @@ class Keeper:
 
         db = None
         while True:
+            if db is not None and not self.holds_any():
+                with contextlib.suppress(Exception):  # idle: no connection held open
+                    db.close()
+                db = None
             with self._wake:
                 while not self._kept:
                     self._wake.wait()

@@ -104,6 +104,10 @@ class Holder:
         pid = os.getpid()
         return cls(account, host or local_host(), pid, proc_start(pid))
 
+    def same_process(self, other: Holder) -> bool:
+        """The same process (whatever account it acted as)."""
+        return (self.host, self.pid, self.pid_start) == (other.host, other.pid, other.pid_start)
+
     def describe(self) -> str:
         return f"{self.account} (pid {self.pid} on {self.host})"
 

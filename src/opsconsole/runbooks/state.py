@@ -587,14 +587,15 @@ def claim_run(
         mine = run.pid == os.getpid() and run.hostname == socket.gethostname()
         if run.status not in set(allowed) and not (run.status == "running" and not mine):
             raise RunClaimed(f"run {run.id} is {run.status}; it cannot be {verb} now")
+        me = Holder.me(audit.actor)
         try:
             taken = leases.acquire(
                 db,
                 audit,
                 run_lease(run.id),
-                Holder.me(audit.actor),
+                me,
                 seconds=lease_seconds,
-                mine=lambda lease: mine and lease.holder == Holder.me(lease.holder.account),
+                mine=lambda lease: mine and lease.holder.same_process(me),
             )
         except LeaseHeld as exc:
             holder = exc.lease.holder

@@ -350,7 +350,7 @@ class Settings(Strict):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     lease_seconds: float = Field(
         30.0,
-        gt=0,
+        ge=1,
         description="leases (run locks, run owners, the scheduler): a holder that has not "
         "renewed its lease for this long is stale and may be taken over from any host",
     )

@@ -39,8 +39,9 @@ def scheduler(
 ) -> None:
     """Run due drills unattended (APScheduler); one JSON log line per event on stdout.
 
-    Only one scheduler runs per database. The first SIGTERM/SIGINT lets running drills
-    finish; a second interrupts them (they stay resumable). SIGHUP reloads drills.yaml.
+    Only one scheduler runs per database, across hosts (the `scheduler` lease). The
+    first SIGTERM/SIGINT lets running drills finish; a second interrupts them (they stay
+    resumable). SIGHUP reloads drills.yaml.
     """
     import asyncio
 

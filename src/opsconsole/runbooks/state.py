@@ -22,7 +22,7 @@ from opsconsole.errors import ExitCode, NotFoundError, OpsError
 from opsconsole.leases import Holder, Lease, LeaseHeld
 from opsconsole.redact import redact
 from opsconsole.runbooks.context import RunbookRunError
-from opsconsole.runbooks.procs import find_by_token, proc_start
+from opsconsole.runbooks.procs import proc_start
 from opsconsole.store import immediate
 from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, utcnow
@@ -47,7 +47,6 @@ __all__ = [
     "get_steps",
     "list_runs",
     "migrations",
-    "owner_alive",
     "proven_start",
     "release_run",
     "run_lease",
@@ -543,14 +542,6 @@ def run_owner(db: sqlite_utils.Database, run_id: str) -> Lease | None:
     if lease is None or lease.stale_reason(leases.db_now(db)) is not None:
         return None
     return lease
-
-
-def owner_alive(db: sqlite_utils.Database, run: RunRow, *, steps: bool = True) -> bool:
-    """A live process owns ``run`` (its lease is live) or, with ``steps``, a process one
-    of its steps started still runs on this host."""
-    if run_owner(db, run.id) is not None:
-        return True
-    return steps and bool(find_by_token(f"{run.id}/"))
 
 
 def release_run(db: sqlite_utils.Database, run_id: str) -> None:

@@ -15,6 +15,7 @@ __all__ = ["SCHEMA_MODULES", "register_all"]
 
 SCHEMA_MODULES = (
     "opsconsole.audit",
+    "opsconsole.leases",
     "opsconsole.incidents.store",
     "opsconsole.drills.store",
     "opsconsole.health.storage",

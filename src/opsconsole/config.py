@@ -348,6 +348,12 @@ class Settings(Strict):
         default_factory=list, description="environment variables whose values are secrets"
     )
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="leases (run locks, run owners, the scheduler): a holder that has not "
+        "renewed its lease for this long is stale and may be taken over from any host",
+    )
 
     @field_validator("webhooks")
     @classmethod

@@ -155,7 +155,7 @@ def test_scheduler_fires_a_due_cron_drill_and_records_measured_rto(
     audited = query(db, action="drill.run.")
     assert audited and {e["interface"] for e in audited} == {"scheduler"}
     assert [e["action"] for e in query(db, action="scheduler.")][:1] == ["scheduler.start"]
-    assert db.execute("SELECT COUNT(*) FROM scheduler_lock").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM leases WHERE name = 'scheduler'").fetchone()[0] == 0
 
 
 def test_drill_missed_across_a_scheduler_restart_is_recorded_missed(

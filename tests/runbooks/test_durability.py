@@ -168,11 +168,14 @@ async def test_resume_refuses_while_the_original_process_is_alive(env, operator,
     result = await start_run(rb, {}, env=env, operator=operator)
     # Pretend it is still running in another live process (our parent), with that
     # process's start time (an owner is recognised by pid *and* start time).
+    from opsconsole import leases
     from opsconsole.runbooks.procs import proc_start
 
     env.db.execute(
         "UPDATE runs SET status = 'running', pid = ?, pid_start = ? WHERE id = ?",
         [os.getppid(), proc_start(os.getppid()), result.run_id],
     )
+    parent = leases.Holder("alice", leases.local_host(), os.getppid(), proc_start(os.getppid()))
+    leases.acquire(env.db, env.audit, f"run:{result.run_id}", parent)  # the owner's lease
     with pytest.raises(RunbookRunError, match=f"being resumed by pid {os.getppid()} on "):
         await resume_run(result.run_id, env=env, operator=operator)

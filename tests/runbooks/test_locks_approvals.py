@@ -31,6 +31,12 @@ steps:
 """
 
 
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
+
 async def test_second_run_with_same_lock_key_is_refused_naming_holder(env, operator, write_runbook):
     rb = write_runbook(LOCKED)
     first = await start_run(rb, {"region": "sa-east-1"}, env=env, operator=operator)

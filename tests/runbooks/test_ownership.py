@@ -3,10 +3,8 @@ SIGHUP, racing resumes (real processes), setsid/double-forked children on timeou
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import SRC
-from tests.runbooks.test_durability import _step_status, _wait_for
+from tests.runbooks.test_durability import _wait_for
 
 # The step starts a double-forked setsid child that writes "late" once the test creates
 # the file "go" (no timing: the test says when): if the engine does not own it, the child
@@ -33,6 +31,12 @@ steps:
   - id: three
     shell: "echo ran >> {d}/three"
 """
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
 
 
 def _env(db_path: Path) -> dict[str, str]:
@@ -87,9 +91,31 @@ def _child_gone(work: Path) -> bool:
     return not alive(int((work / "child.pid").read_text()))
 
 
+def _query(db_path: Path, sql: str, args: list[str]) -> tuple[str, ...] | None:
+    """One row from the test's database, on either engine (None while it has no tables)."""
+    from opsconsole.store import open_db
+
+    try:
+        db = open_db(db_path, migrate=False)
+    except Exception:
+        return None
+    try:
+        return db.execute(sql, args).fetchone()  # type: ignore[no-any-return]
+    except Exception:  # not created yet by the engine process
+        return None
+    finally:
+        db.close()
+
+
+def _step_status(db_path: Path, step: str) -> str | None:
+    row = _query(db_path, "SELECT status FROM run_steps WHERE step_id = ?", [step])
+    return row[0] if row else None
+
+
 def _run_status(db_path: Path) -> tuple[str, str]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute("SELECT id, status FROM runs").fetchone()  # type: ignore[no-any-return]
+    row = _query(db_path, "SELECT id, status FROM runs", [])
+    assert row is not None
+    return row[0], row[1]
 
 
 @pytest.mark.slow

@@ -11,6 +11,12 @@ import pytest
 from tests.helpers import cli
 
 
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
+
 async def test_invalid_url_fails_the_step_and_releases_the_lock(env, operator, write_runbook):
     from opsconsole.runbooks import start_run
     from opsconsole.runbooks.locks import list_locks
@@ -132,13 +138,18 @@ async def test_abort_ends_a_run_left_running_by_a_dead_process(env, operator, wr
 def test_abort_refuses_a_run_whose_owner_is_alive(env, tmp_path) -> None:
     import os
 
+    from opsconsole import leases
     from opsconsole.runbooks import abort_run
+    from opsconsole.runbooks.procs import proc_start
 
     env.db.execute(
         "INSERT INTO runs (id, runbook, path, source, status, actor, started_at, updated_at, pid,"
         " hostname) VALUES ('live1', 'x', 'p', 's', 'running', 'bob', 't', 't', ?, ?)",
         [os.getppid(), __import__("socket").gethostname()],
     )
+    # Its owner (our parent process, alive) holds the run's lease.
+    owner = leases.Holder("bob", leases.local_host(), os.getppid(), proc_start(os.getppid()))
+    leases.acquire(env.db, env.audit, "run:live1", owner)
     with pytest.raises(Exception, match="being resumed by pid") as info:
         abort_run("live1", env=env)
     assert getattr(info.value, "exit_code", None) == 7

@@ -465,8 +465,10 @@ def log(
 
 @app.command("locks")
 def locks(as_json: JsonOpt = False) -> None:
-    """Held run locks, with holder run, actor and whether the holder process is gone."""
+    """Held run locks, with holder run, actor and whether the holder process is gone (its
+    lease is stale)."""
     from opsconsole.runbooks.locks import list_locks
+    from opsconsole.timeutil import isoformat
 
     items = list_locks(state.db())
     if as_json:
@@ -476,9 +478,10 @@ def locks(as_json: JsonOpt = False) -> None:
                     "key": i.key,
                     "run_id": i.run_id,
                     "actor": i.actor,
-                    "pid": i.pid,
-                    "hostname": i.hostname,
+                    "pid": i.lease.holder.pid if i.lease else i.pid,
+                    "hostname": i.lease.holder.host if i.lease else i.hostname,
                     "acquired_at": i.acquired_at,
+                    "lease_expires_at": isoformat(i.lease.expires_at) if i.lease else None,
                     "stale": i.stale,
                 }
                 for i in items

@@ -22,18 +22,26 @@ def scheduler(
         ),
     ] = False,
     lock_stale_after: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Seconds without heartbeat after which a lock held from another host is "
-            "taken over.",
+            help="Seconds the scheduler lease outlives its last heartbeat; after that another "
+            "scheduler (on any host) takes it over. Default: settings lease_seconds (30).",
             min=1,
         ),
-    ] = 60.0,
+    ] = None,
+    lock_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Host name to hold the scheduler lease under (default: this host's name). "
+            "Pids are only compared between processes holding it under the same name.",
+        ),
+    ] = None,
 ) -> None:
     """Run due drills unattended (APScheduler); one JSON log line per event on stdout.
 
-    Only one scheduler runs per database. The first SIGTERM/SIGINT lets running drills
-    finish; a second interrupts them (they stay resumable). SIGHUP reloads drills.yaml.
+    Only one scheduler runs per database, across hosts (the `scheduler` lease). The
+    first SIGTERM/SIGINT lets running drills finish; a second interrupts them (they stay
+    resumable). SIGHUP reloads drills.yaml.
     """
     import asyncio
 
@@ -54,5 +62,6 @@ def scheduler(
         return load_config(state.config_dir)
 
     service = DrillScheduler(db=state.db(), audit=audit, load_config=reload_config)
-    code = asyncio.run(service.serve(once=once, lock_stale_after=lock_stale_after))
+    serving = service.serve(once=once, lease_seconds=lock_stale_after, lock_host=lock_host)
+    code = asyncio.run(serving)
     raise typer.Exit(code)

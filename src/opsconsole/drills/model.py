@@ -139,7 +139,12 @@ class SchedulerSettings(_Strict):
         description="a drill that fell due at most this long ago still runs; older: missed",
     )
     reload_seconds: float = Field(5, gt=0, description="how often to check files for changes")
-    heartbeat_seconds: float = Field(10, gt=0)
+    heartbeat_seconds: float = Field(
+        10,
+        gt=0,
+        description="how often the scheduler lease is renewed (at most a third of settings "
+        "lease_seconds, so that two missed beats do not lose it)",
+    )
     followup_days: int = Field(30, ge=1, description="due date of automatic follow-ups")
 
 

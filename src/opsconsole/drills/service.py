@@ -29,7 +29,7 @@ from opsconsole.drills import store
 from opsconsole.drills.due import JsonLog, anchor_key, claim, touch_anchor
 from opsconsole.drills.execute import DrillContext, finish_live
 from opsconsole.drills.loader import drills_path, load_drills
-from opsconsole.errors import OpsError
+from opsconsole.errors import ExitCode, OpsError
 from opsconsole.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ class DrillScheduler:
         self._stop = asyncio.Event()
         self._signals = 0
         self._lock: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lost = False
 
     # --- definitions ------------------------------------------------------------
 
@@ -275,10 +277,17 @@ class DrillScheduler:
             next_run_time=utcnow(),
         )
 
-    async def _heartbeat(self) -> None:
-        if self._lock is not None and not self._lock.heartbeat():
-            self.log("scheduler.lock_lost", error="another scheduler took over the lock")
+    def _lease_lost(self, lease: Any) -> None:
+        """From the lease keeper's thread: another scheduler took the lease over (ours
+        had expired: this process was stopped or cut off from the database)."""
+
+        def stop() -> None:
+            self.log("scheduler.lock_lost", error=f"another scheduler took over {lease.name}")
+            self._lost = True
             self._stop.set()
+
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(stop)
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -312,21 +321,38 @@ class DrillScheduler:
             await asyncio.wait(list(self._running))
 
     async def serve(
-        self, *, once: bool = False, signals: bool = True, lock_stale_after: float = 60.0
+        self,
+        *,
+        once: bool = False,
+        signals: bool = True,
+        lease_seconds: float | None = None,
+        lock_host: str | None = None,
     ) -> int:
-        """Run until stopped (or, with ``once``, until what is due now has run)."""
+        """Run until stopped (or, with ``once``, until what is due now has run).
+
+        ``lease_seconds``: how long the scheduler lease outlives its last heartbeat
+        (default: settings ``lease_seconds``); ``lock_host``: the host name it is held
+        under (default: this host's name)."""
         from opsconsole.drills.lock import SchedulerLock
 
         self.load()
-        assert self.drills is not None
-        self._lock = SchedulerLock(self.db, stale_after=lock_stale_after)
-        previous = self._lock.acquire(self.audit, {"once": once})
+        assert self.drills is not None and self.config is not None
+        self._loop = asyncio.get_running_loop()
+        seconds = lease_seconds or self.config.settings.lease_seconds
+        self._lock = SchedulerLock(self.db, seconds=seconds, host=lock_host)
+        previous = self._lock.acquire(
+            self.audit,
+            {"once": once},
+            heartbeat_every=self.drills.scheduler.heartbeat_seconds,
+            on_lost=self._lease_lost,
+        )
+        holder = self._lock.lease.holder if self._lock.lease else None
         if previous is not None:
             self.log("scheduler.lock_takeover", previous=previous.describe())
         self.log(
             "scheduler.started",
-            pid=self._lock.pid,
-            host=self._lock.host,
+            pid=holder.pid if holder else None,
+            host=holder.host if holder else None,
             once=once,
             drills=len(self.drills.drills),
         )
@@ -342,11 +368,11 @@ class DrillScheduler:
             self._lock.release()
             self.audit.record(
                 "scheduler.stop",
-                f"pid {self._lock.pid}@{self._lock.host}",
+                f"pid {holder.pid}@{holder.host}" if holder else "scheduler",
                 {"signals": self._signals},
             )
-            self.log("scheduler.stopped", pid=self._lock.pid)
-        return 0
+            self.log("scheduler.stopped", pid=holder.pid if holder else None)
+        return int(ExitCode.CONFLICT) if self._lost else 0
 
     async def _serve_forever(self) -> None:
         from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
@@ -378,14 +404,7 @@ class DrillScheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
-        self._scheduler.add_job(
-            self._heartbeat,
-            "interval",
-            id="heartbeat",
-            seconds=settings.heartbeat_seconds,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
+        # The lease is heartbeaten by its keeper thread (see serve()).
         self._add_checkpoint_job()
         # Catch-up: due dates that passed while no scheduler ran.
         for name in self.drills.drills:

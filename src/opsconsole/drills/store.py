@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from opsconsole import leases as _leases  # noqa: F401 - its table first (migration 0002)
 from opsconsole.store import immediate
 from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, parse_when, utcnow
@@ -128,6 +129,39 @@ def _m0001(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migrations(name="0002_scheduler_lease")
+def _m0002(db: sqlite_utils.Database) -> None:
+    """The scheduler's single-instance lock is the ``scheduler`` lease now (leases work
+    across hosts; the leases set is registered first, by the import above). A holder in
+    the old table is carried over with the old 60 s staleness, so a scheduler still
+    running from before the upgrade is not run twice at once."""
+    from datetime import timedelta
+
+    row = db.execute(
+        "SELECT token, pid, host, since, heartbeat FROM scheduler_lock WHERE id = 1"
+    ).fetchone()
+    if row is not None:
+        seconds = 60.0
+        expires = parse_when(row[4]) + timedelta(seconds=seconds)
+        db.execute(
+            "INSERT INTO leases (name, token, account, host, pid, pid_start, acquired_at, "
+            "heartbeat_at, expires_at, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                "scheduler",
+                row[0],
+                "scheduler",
+                row[2],
+                row[1],
+                None,
+                row[3],
+                row[4],
+                isoformat(expires),
+                seconds,
+            ],
+        )
+    db.execute("DROP TABLE scheduler_lock")
 
 
 @dataclass

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets as pysecrets
-import socket
 from datetime import datetime
 from typing import Any, Literal
 
+from opsconsole import leases
 from opsconsole.errors import AuditWriteError, OpsError
 from opsconsole.operator import NeedsAPerson, Operator
 from opsconsole.redact import scoped, secrets
@@ -44,8 +44,9 @@ from opsconsole.runbooks.state import (
     create_run,
     get_run,
     get_steps,
-    owner_alive,
     proven_start,
+    release_run,
+    run_owner,
     sealed_results,
     set_run,
     set_step,
@@ -154,6 +155,7 @@ async def _start_run(
         incident_id=incident_id,
         steps=[(ph, i, s.id, s.name, s.action) for ph, i, s in steps],
         pinned=pin_sub_runbooks(runbook, env, tctx),
+        lease_seconds=env.config.settings.lease_seconds,
     )
     if secret_names:
         with immediate(env.db):
@@ -211,6 +213,15 @@ def _now_iso() -> str:
 
 
 async def _drive(driver: Driver, phase: str, lock_key: str | None) -> RunResult:
+    """Run ``phase`` to its end; this process's lease on the run ends with it."""
+    try:
+        return await _drive_phase(driver, phase, lock_key)
+    finally:
+        with contextlib.suppress(Exception):  # the database may be what failed
+            release_run(driver.env.db, driver.run_id)
+
+
+async def _drive_phase(driver: Driver, phase: str, lock_key: str | None) -> RunResult:
     env = driver.env
     try:
         status, error = await driver.run_phase(phase)
@@ -369,6 +380,7 @@ async def _claimed(
     except BaseException:
         with contextlib.suppress(Exception):
             set_run(env.db, None, run_id, status=previous, pid=None)
+            release_run(env.db, run_id)
         raise
 
 
@@ -388,6 +400,7 @@ async def _resume_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunRes
         allowed=("interrupted", "waiting_approval"),
         verb="resumed",
         action="runbook.run.resumed",
+        lease_seconds=env.config.settings.lease_seconds,
     )
     driver, run = await _claimed(run.id, env, operator, _resumable(run.status))
     if run.lock_key:
@@ -426,6 +439,7 @@ async def _rollback_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunR
         action="runbook.rollback.requested",
         phase="rollback",
         finished_at=None,
+        lease_seconds=env.config.settings.lease_seconds,
     )
     try:
         driver, run = await _claimed(run.id, env, operator, run.status)
@@ -434,6 +448,7 @@ async def _rollback_run(run_id: str, *, env: RunEnv, operator: Operator) -> RunR
     except BaseException:
         with contextlib.suppress(Exception):
             set_run(env.db, None, run.id, status=run.status, phase=run.phase, pid=None)
+            release_run(env.db, run.id)
         raise
     if run.lock_key:
         acquire_lock(env.db, env.audit, run.lock_key, run.id)
@@ -451,8 +466,9 @@ def abort_run(run_id: str, *, env: RunEnv, force: bool = False) -> RunResult:
     if run.status in TERMINAL_RUN:
         raise RunbookRunError(f"run {run.id} already finished: {run.status}; nothing to abort")
     check_others(env, run, "runbook.abort-others")
-    if force and run.status == "running" and owner_alive(run, steps=False):
-        _stop_owner(run)
+    owner = run_owner(env.db, run.id) if run.status == "running" else None
+    if force and owner is not None:
+        _stop_owner(run, owner)
     claim_run(
         env.db,
         env.audit,
@@ -460,7 +476,26 @@ def abort_run(run_id: str, *, env: RunEnv, force: bool = False) -> RunResult:
         allowed=("interrupted", "waiting_approval"),
         verb="aborted",
         action="runbook.run.abort_requested",
+        lease_seconds=env.config.settings.lease_seconds,
     )
+    try:
+        _abort_claimed(env, run, force)
+    finally:
+        release_run(env.db, run.id)
+    if run.lock_key:
+        with contextlib.suppress(OpsError):
+            release_lock(env.db, env.audit, run.lock_key, run_id=run.id)
+    run = get_run(env.db, run.id)
+    env.bus.publish(
+        RunFinished(
+            run_id=run.id, runbook=run.runbook, status="aborted", error=run.error, measured={}
+        )
+    )
+    return _result(run)
+
+
+def _abort_claimed(env: RunEnv, run: Any, force: bool) -> None:
+    """End a claimed run's leftovers, interrupt its unfinished steps, mark it aborted."""
     ended = _end_leftovers(run.id)
     with immediate(env.db):
         for row in get_steps(env.db, run.id):
@@ -489,33 +524,26 @@ def abort_run(run_id: str, *, env: RunEnv, force: bool = False) -> RunResult:
             details={"leftover_pids_ended": ended, "forced": force},
         )
         forget_secrets(env.db, run.id)
-    if run.lock_key:
-        with contextlib.suppress(OpsError):
-            release_lock(env.db, env.audit, run.lock_key, run_id=run.id)
-    run = get_run(env.db, run.id)
-    env.bus.publish(
-        RunFinished(
-            run_id=run.id, runbook=run.runbook, status="aborted", error=run.error, measured={}
-        )
-    )
-    return _result(run)
 
 
-def _stop_owner(run: Any) -> None:
+def _stop_owner(run: Any, owner: Any) -> None:
+    """SIGTERM the process that holds ``run``'s lease (on this host only), and wait."""
     import signal
     import time
 
-    if run.hostname != socket.gethostname() or not run.pid:
+    holder = owner.holder
+    if holder.host != leases.local_host() or not holder.pid:
         raise RunbookRunError(
-            f"run {run.id} is owned by pid {run.pid} on {run.hostname}; stop it there first"
+            f"run {run.id} is owned by pid {holder.pid} on {holder.host}; stop it there first "
+            f"(or wait until its lease expires, {owner.seconds:g} s after its last heartbeat)"
         )
     with contextlib.suppress(ProcessLookupError):
-        os.kill(run.pid, signal.SIGTERM)
+        os.kill(holder.pid, signal.SIGTERM)
     end = time.monotonic() + 15
-    while time.monotonic() < end and procs.alive(run.pid, run.pid_start):
+    while time.monotonic() < end and procs.alive(holder.pid, holder.pid_start):
         time.sleep(0.05)
-    if procs.alive(run.pid, run.pid_start):
-        raise RunbookRunError(f"run {run.id}: its owner pid {run.pid} did not stop on SIGTERM")
+    if procs.alive(holder.pid, holder.pid_start):
+        raise RunbookRunError(f"run {run.id}: its owner pid {holder.pid} did not stop on SIGTERM")
 
 
 async def start_run(

@@ -1,8 +1,12 @@
 """Run locks: one run at a time per key (e.g. ``failover:sa-east-1``).
 
-A lock names its holder run, actor, pid and host. A lock whose holder process is gone
-(killed, crashed) is *stale*: it is reported as such, the holder run can take it back
-on resume, and ``opsconsole runbook unlock KEY`` releases it (audited).
+A lock belongs to its holder *run* until the run ends: through a durable wait (an
+approval) it is held without any process. While the run executes, the process doing it
+holds the run's lease (``run:<id>``, see :mod:`opsconsole.leases`), so whether a lock is
+live is decided by that lease, on any host: a lock whose run is not waiting and whose
+lease is stale or gone (killed, crashed, its host lost) - and, on the lease's host, no
+process its steps started still runs - is *stale*. It is reported as such, the holder
+run takes it back on resume, and ``opsconsole runbook unlock KEY`` releases it (audited).
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from opsconsole import leases
 from opsconsole.errors import ExitCode, NotFoundError, OpsError
+from opsconsole.leases import Lease
 from opsconsole.runbooks import procs
 from opsconsole.store import immediate
 from opsconsole.timeutil import isoformat, utcnow
@@ -51,21 +58,33 @@ class LockInfo:
     acquired_at: str
     pid_start: int | None = None
     holder_status: str | None = None
+    lease: Lease | None = None  # of the holder run, while a process executes it
+    judged_at: datetime | None = None  # the database's clock when this was read
+
+    @property
+    def lease_live(self) -> bool:
+        return (
+            self.lease is not None and self.lease.stale_reason(self.judged_at or utcnow()) is None
+        )
 
     @property
     def stale(self) -> bool:
-        """The holder process is gone and so is every process its steps started (only
-        decidable on the same host)."""
+        """The holder run is not waiting, no live process executes it, and (on the host
+        where it ran) no process its steps started is left."""
         if self.holder_status == "waiting_approval":
             return False  # a durable wait holds the lock without a process
-        if self.hostname != socket.gethostname() or self.pid is None:
+        if self.lease_live:
             return False
-        if procs.alive(self.pid, self.pid_start):
-            return False
-        return not procs.find_by_token(f"{self.run_id}/")
+        host = self.lease.holder.host if self.lease else self.hostname
+        if host == leases.local_host():
+            return not procs.find_by_token(f"{self.run_id}/")
+        return True  # gone there: its host's guard ends its step processes with it
 
     def describe(self) -> str:
-        where = f"pid {self.pid} on {self.hostname}"
+        if self.lease is not None:
+            where = f"pid {self.lease.holder.pid} on {self.lease.holder.host}"
+        else:
+            where = f"pid {self.pid} on {self.hostname}"
         text = f"run {self.run_id} by {self.actor} ({where}, since {self.acquired_at})"
         if self.stale:
             text += (
@@ -88,28 +107,34 @@ def pid_alive(pid: int) -> bool:
     return procs.alive(pid)
 
 
+_SELECT = (
+    "SELECT l.key, l.run_id, l.actor, l.pid, l.hostname, l.acquired_at, l.pid_start, "
+    "r.status, s.name, s.token, s.account, s.host, s.pid, s.pid_start, s.acquired_at, "
+    "s.heartbeat_at, s.expires_at, s.seconds FROM run_locks l "
+    "LEFT JOIN runs r ON r.id = l.run_id LEFT JOIN leases s ON s.name = 'run:' || l.run_id"
+)
+
+
+def _lock(row: Any, now: datetime) -> LockInfo:
+    lease = leases.from_row(row[8:]) if row[8] is not None else None
+    return LockInfo(*row[:8], lease=lease, judged_at=now)
+
+
 def get_lock(db: sqlite_utils.Database, key: str) -> LockInfo | None:
-    row = db.execute(
-        "SELECT l.key, l.run_id, l.actor, l.pid, l.hostname, l.acquired_at, l.pid_start, "
-        "r.status FROM run_locks l LEFT JOIN runs r ON r.id = l.run_id WHERE l.key = ?",
-        [normalize_key(key)],
-    ).fetchone()
-    return LockInfo(*row) if row else None
+    row = db.execute(f"{_SELECT} WHERE l.key = ?", [normalize_key(key)]).fetchone()
+    return _lock(row, leases.db_now(db)) if row else None
 
 
 def list_locks(db: sqlite_utils.Database) -> list[LockInfo]:
-    rows = db.execute(
-        "SELECT l.key, l.run_id, l.actor, l.pid, l.hostname, l.acquired_at, l.pid_start, "
-        "r.status FROM run_locks l LEFT JOIN runs r ON r.id = l.run_id ORDER BY l.key"
-    ).fetchall()
-    return [LockInfo(*r) for r in rows]
+    now = leases.db_now(db)
+    return [_lock(r, now) for r in db.execute(f"{_SELECT} ORDER BY l.key").fetchall()]
 
 
 def acquire_lock(db: sqlite_utils.Database, audit: AuditLog, key: str, run_id: str) -> None:
     """Take ``key`` for ``run_id``; raise :class:`LockHeld`.
 
-    Re-entrant only for the same run *in a process that may own it*: the run's earlier
-    holder must be this process or gone (the run itself is claimed by compare-and-set
+    Re-entrant only for the same run *in a process that may own it*: the run's lease
+    must be this process's or not live (the run itself is claimed by compare-and-set
     before its lock is taken, see ``state.claim_run``)."""
     key = normalize_key(key)
     me = os.getpid()
@@ -118,9 +143,9 @@ def acquire_lock(db: sqlite_utils.Database, audit: AuditLog, key: str, run_id: s
         if held is not None and (
             held.run_id != run_id
             or (
-                held.pid != me
-                and held.hostname == socket.gethostname()
-                and procs.alive(held.pid, held.pid_start)
+                held.lease_live
+                and held.lease is not None
+                and leases.keeper(db).holds(held.lease.name) != held.lease
             )
         ):
             raise LockHeld(held)

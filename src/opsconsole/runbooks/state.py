@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from opsconsole import leases
 from opsconsole.errors import ExitCode, NotFoundError, OpsError
+from opsconsole.leases import Holder, Lease, LeaseHeld
 from opsconsole.redact import redact
 from opsconsole.runbooks.context import RunbookRunError
-from opsconsole.runbooks.procs import alive, find_by_token, proc_start
+from opsconsole.runbooks.procs import proc_start
 from opsconsole.store import immediate
 from opsconsole.store.migrations import Migrations
 from opsconsole.timeutil import isoformat, utcnow
@@ -45,8 +47,10 @@ __all__ = [
     "get_steps",
     "list_runs",
     "migrations",
-    "owner_alive",
     "proven_start",
+    "release_run",
+    "run_lease",
+    "run_owner",
     "sealed_results",
     "set_run",
     "set_step",
@@ -163,6 +167,46 @@ def _m0002(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migrations(name="0003_run_leases")
+def _m0003(db: sqlite_utils.Database) -> None:
+    """Who owns a running run is a lease now (``run:<id>``, see :mod:`opsconsole.leases`;
+    its set is registered before this one by the import above). Runs left ``running``
+    by an earlier version get a lease from their row, last renewed at their last update:
+    stale at once if that process is gone, else when it has been silent for 30 s."""
+    from datetime import timedelta
+
+    from opsconsole.timeutil import parse_when
+
+    rows = db.execute(
+        "SELECT id, COALESCE(owner, actor), hostname, pid, pid_start, "
+        "COALESCE(claimed_at, started_at), updated_at FROM runs "
+        "WHERE status = 'running' AND pid IS NOT NULL AND hostname IS NOT NULL"
+    ).fetchall()
+    for run_id, account, host, pid, pid_start, since, updated in rows:
+        expires = parse_when(updated) + timedelta(seconds=leases.DEFAULT_SECONDS)
+        db.execute(
+            "INSERT INTO leases (name, token, account, host, pid, pid_start, acquired_at, "
+            "heartbeat_at, expires_at, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_lease(run_id),
+                f"migrated-{run_id}",
+                account,
+                host,
+                pid,
+                pid_start,
+                since,
+                updated,
+                isoformat(expires),
+                leases.DEFAULT_SECONDS,
+            ],
+        )
+
+
+def run_lease(run_id: str) -> str:
+    """The name of the lease held by the process that executes run ``run_id``."""
+    return f"run:{run_id}"
 
 
 class RunClaimed(RunbookRunError):
@@ -319,12 +363,17 @@ def create_run(
     incident_id: str | None,
     steps: list[tuple[str, int, str, str, str]],
     pinned: dict[str, str] | None = None,
+    lease_seconds: float = leases.DEFAULT_SECONDS,
 ) -> None:
-    """Insert the run and one pending row per step (phase, idx, id, name, action).
+    """Insert the run and one pending row per step (phase, idx, id, name, action); this
+    process holds the run's lease (heartbeaten until :func:`release_run`).
 
     ``pinned``: sub-runbook name -> SHA-256 of its text at the start (see engine)."""
     now = _now()
     with immediate(db):
+        taken = leases.acquire(
+            db, audit, run_lease(run_id), Holder.me(audit.actor), seconds=lease_seconds
+        )
         db.execute(
             "INSERT INTO runs (id, runbook, path, source, params, secret_params, status, mode, "
             "actor, parent_run, incident_id, pid, hostname, started_at, updated_at, "
@@ -380,6 +429,7 @@ def create_run(
                 **({"sub_runbooks": pinned} if pinned else {}),
             },
         )
+    leases.keeper(db).keep(taken.lease)
 
 
 def set_run(
@@ -426,7 +476,7 @@ def set_step(
     """Update one step row and audit the transition in the same transaction.
 
     With ``expect`` the update is a compare-and-set: it happens only if the step is in
-    one of those states *and* this process still owns the run; otherwise
+    one of those states *and* this process still owns the run (and its lease); otherwise
     :class:`StepClaimLost` is raised and nothing changes."""
     if "output" in fields:
         fields["output"], fields["truncated"] = bound_output(redact(fields["output"] or ""))
@@ -445,11 +495,22 @@ def set_step(
         args: list[Any] = [run_id, phase, idx]
         if expect is not None:
             wanted = list(expect)
+            # The run row names this process as owner, and this process still holds the
+            # run's lease (a pid and host name alone can repeat: containers).
+            held = leases.keeper(db).holds(run_lease(run_id))
             where += (
                 f" AND status IN ({', '.join('?' * len(wanted))}) AND EXISTS (SELECT 1 FROM "
-                "runs WHERE id = ? AND status = 'running' AND pid = ? AND hostname = ?)"
+                "runs WHERE id = ? AND status = 'running' AND pid = ? AND hostname = ?) "
+                "AND EXISTS (SELECT 1 FROM leases WHERE name = ? AND token = ?)"
             )
-            args += [*wanted, run_id, os.getpid(), socket.gethostname()]
+            args += [
+                *wanted,
+                run_id,
+                os.getpid(),
+                socket.gethostname(),
+                run_lease(run_id),
+                held.token if held is not None else "",
+            ]
         cur = db.execute(f"UPDATE run_steps SET {sets} WHERE {where}", [*fields.values(), *args])
         if expect is not None and cur.rowcount != 1:
             run = db.execute(
@@ -475,14 +536,22 @@ def set_step(
         )
 
 
-def owner_alive(run: RunRow, *, steps: bool = True) -> bool:
-    """The process that owns ``run`` (or, with ``steps``, any process its steps started)
-    is alive. Only decidable on the owner's host: another host's run counts as alive."""
-    if run.hostname and run.hostname != socket.gethostname():
-        return True
-    if run.pid and run.pid != os.getpid() and alive(run.pid, run.pid_start):
-        return True
-    return steps and bool(find_by_token(f"{run.id}/"))
+def run_owner(db: sqlite_utils.Database, run_id: str) -> Lease | None:
+    """The live lease of the process that executes ``run_id`` (None: no live owner)."""
+    lease = leases.get(db, run_lease(run_id))
+    if lease is None or lease.stale_reason(leases.db_now(db)) is not None:
+        return None
+    return lease
+
+
+def release_run(db: sqlite_utils.Database, run_id: str) -> None:
+    """This process no longer executes ``run_id``: stop heartbeating and drop its lease
+    (nothing happens if another process holds it now)."""
+    keeper = leases.keeper(db)
+    lease = keeper.holds(run_lease(run_id))
+    if lease is not None:
+        keeper.drop(lease.name, lease.token)
+        leases.release(db, lease.name, lease.token)
 
 
 def claim_run(
@@ -494,23 +563,39 @@ def claim_run(
     verb: str,
     action: str,
     details: dict[str, Any] | None = None,
+    lease_seconds: float = leases.DEFAULT_SECONDS,
     **fields: Any,
 ) -> RunRow:
-    """Make this process the run's only owner: one compare-and-set in one transaction.
+    """Make this process the run's only owner: take the run's lease (compare-and-set) and
+    record the owner, in one transaction.
 
-    Refused (:class:`RunClaimed`) when another live process owns the run, or when its
-    status is not in ``allowed``. A run whose owner died (``kill -9``) can be claimed."""
+    Refused (:class:`RunClaimed`) while another holder's lease is live, or when the
+    run's status is not in ``allowed``. A run whose owner died (``kill -9``, its host
+    lost) can be claimed once its lease is stale: at once on the owner's host, after the
+    lease expired from anywhere (the takeover is audited)."""
     with immediate(db):
         run = get_run(db, run_id)
         mine = run.pid == os.getpid() and run.hostname == socket.gethostname()
-        if run.status == "running" and not mine and owner_alive(run, steps=False):
-            raise RunClaimed(
-                f"run {run.id} is being {_DOING.get(verb, 'run')} by pid {run.pid} on "
-                f"{run.hostname} ({run.owner or run.actor}) since "
-                f"{run.claimed_at or run.started_at}; it cannot be {verb} twice"
-            )
         if run.status not in set(allowed) and not (run.status == "running" and not mine):
             raise RunClaimed(f"run {run.id} is {run.status}; it cannot be {verb} now")
+        me = Holder.me(audit.actor)
+        try:
+            taken = leases.acquire(
+                db,
+                audit,
+                run_lease(run.id),
+                me,
+                seconds=lease_seconds,
+                mine=lambda lease: mine and lease.holder.same_process(me),
+            )
+        except LeaseHeld as exc:
+            holder = exc.lease.holder
+            raise RunClaimed(
+                f"run {run.id} is being {_DOING.get(verb, 'run')} by pid {holder.pid} on "
+                f"{holder.host} ({holder.account}) since {run.claimed_at or run.started_at}; "
+                f"it cannot be {verb} twice (its lease expires "
+                f"{isoformat(exc.lease.expires_at)} unless renewed)"
+            ) from None
         now = _now()
         claim = {
             "status": "running",
@@ -526,10 +611,15 @@ def claim_run(
             audit,
             run.id,
             action=action,
-            details={"previous_status": run.status, **(details or {})},
+            details={
+                "previous_status": run.status,
+                **({"took_over_from": taken.previous.describe()} if taken.previous else {}),
+                **(details or {}),
+            },
             **claim,
         )
-        return get_run(db, run.id)
+    leases.keeper(db).keep(taken.lease)
+    return get_run(db, run.id)
 
 
 _DOING = {"resumed": "resumed", "rolled back": "rolled back", "aborted": "resumed"}

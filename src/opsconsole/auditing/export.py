@@ -39,10 +39,10 @@ def _where(
         where.append("actor = ?")
         params.append(actor)
     if action:
-        where.append("action LIKE ? ESCAPE '\\'")
+        where.append("lower(action) LIKE lower(?) ESCAPE '\\'")
         params.append(_prefix_like(action))
     if target:
-        where.append("target LIKE ? ESCAPE '\\'")
+        where.append("lower(target) LIKE lower(?) ESCAPE '\\'")
         params.append(_prefix_like(target))
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
@@ -53,7 +53,7 @@ def _select(columns: str, where: str, limit: int | None, newest_first: bool) -> 
     if limit:
         if not newest_first:
             newest = sql.replace("ORDER BY seq", "ORDER BY seq DESC")
-            sql = f"SELECT * FROM ({newest} LIMIT {int(limit)}) ORDER BY seq"
+            sql = f"SELECT * FROM ({newest} LIMIT {int(limit)}) AS newest ORDER BY seq"
         else:
             sql += f" LIMIT {int(limit)}"
     return sql
@@ -71,8 +71,9 @@ def query(
     newest_first: bool = False,
     with_hashes: bool = False,
 ) -> list[dict[str, Any]]:
-    """Events matching every given filter. ``action`` and ``target`` match a prefix
-    (``runbook.`` finds every runbook event); a trailing ``*`` is allowed too."""
+    """Events matching every given filter. ``action`` and ``target`` match a prefix,
+    ignoring case on both engines (``runbook.`` finds every runbook event); a trailing
+    ``*`` is allowed too."""
     where, params = _where(since, until, actor, action, target)
     cols = _ALL if with_hashes else "seq, ts, actor, interface, action, target, details, outcome"
     rows = [dict(r) for r in db.query(_select(cols, where, limit, newest_first), params)]

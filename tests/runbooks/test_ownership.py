@@ -3,10 +3,8 @@ SIGHUP, racing resumes (real processes), setsid/double-forked children on timeou
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SRC
+from tests.helpers import SRC, opened
 from tests.runbooks.test_durability import _step_status, _wait_for
 
 # The step starts a double-forked setsid child that writes "late" once the test creates
@@ -88,7 +86,7 @@ def _child_gone(work: Path) -> bool:
 
 
 def _run_status(db_path: Path) -> tuple[str, str]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with opened(db_path) as conn:
         return conn.execute("SELECT id, status FROM runs").fetchone()  # type: ignore[no-any-return]
 
 

@@ -441,3 +441,26 @@ def test_unreadable_audit_key_file_is_a_config_error(tmp_path: Path, content: by
         result = cli("--config", str(cfg), *args)
         assert result.exit_code == ExitCode.CONFIG, result.output
         assert f"error: {key}: settings.audit_key_file: " in result.stderr
+
+
+def test_verify_and_export_walk_the_log_a_page_at_a_time(
+    db: sqlite_utils.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole log is read in pages (never all of it in memory): across page boundaries
+    nothing is skipped or read twice, and a problem on a later page is still named."""
+    from opsconsole.auditing import export as export_mod
+
+    monkeypatch.setattr(export_mod, "PAGE", 3)
+    log = _fill(db, 10)
+    AuditLog(db, actor="bob", interface="test").record("other.event", "b")
+    log.record("test.event", "last")
+    result = verify(db)
+    assert result.ok and (result.events, result.head_seq) == (12, 12)
+    lines = list(export_mod.export(db, "jsonl"))
+    assert [json.loads(x)["seq"] for x in lines] == list(range(1, 13))
+    alices = list(export_mod.export(db, "jsonl", actor="alice"))
+    assert [json.loads(x)["seq"] for x in alices] == [*range(1, 11), 12]
+    _untriggered(db)
+    db.execute("UPDATE audit_events SET target = 'forged' WHERE seq = 8")
+    p = verify(db).problem
+    assert p is not None and (p.kind, p.seq) == ("altered", 8)

@@ -135,9 +135,15 @@ def test_readonly_database_fails_closed_in_every_command_group(
     with _read_only(db):
         for name, args in _commands(cfg, incident).items():
             _assert_failed_closed(_run(cfg, db, *args), name)
-        # Reading still works on the immutable file, and says it was not recorded.
+        # Reading still works on the read-only database, and says it was not recorded.
         r = _run(cfg, db, "audit", "verify")
         assert r.returncode == 0 and "not recorded" in r.stdout, r.stdout + r.stderr
+        out = cfg.parent / "export.jsonl"
+        r = _run(cfg, db, "audit", "export", "--action", "drill.", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        assert len(out.read_text().splitlines()) == 1  # drill.add only
+        r = _run(cfg, db, "audit", "list", "--json")
+        assert r.returncode == 0 and '"drill.add"' in r.stdout, r.stderr
     assert _snapshot(db, cfg) == before
 
 

@@ -161,3 +161,12 @@ def opened(location: Any) -> Iterator[Any]:
         yield db
     finally:
         db.close()
+
+
+def acting_as(location: Any) -> str:
+    """Who the CLI records as the actor on this database: the OS account on SQLite, the
+    authenticated session user on PostgreSQL."""
+    from opsconsole.identity import current
+
+    with opened(location) as db:
+        return current(db=db).name

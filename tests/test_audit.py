@@ -18,7 +18,7 @@ from opsconsole.audit import GENESIS, AuditLog, read_checkpoint, verify, write_c
 from opsconsole.errors import AuditWriteError, ExitCode, StoreError
 from opsconsole.redact import MASK, secrets
 from opsconsole.store import immediate, open_db
-from tests.helpers import SRC, cli, drop_append_only, set_read_only
+from tests.helpers import SRC, acting_as, cli, drop_append_only, set_read_only
 
 
 def _fill(db: sqlite_utils.Database, n: int, key: bytes | None = None) -> AuditLog:
@@ -418,11 +418,9 @@ def test_cli_export_to_an_unwritable_path_is_one_error_line(tmp_path: Path) -> N
 
 
 def test_as_is_only_an_on_behalf_of_annotation(db_path: Path) -> None:
-    from opsconsole.identity import os_user
-
     cli("--as", "incident-commander", "audit", "export", env={"LOGNAME": "ceo", "USER": "ceo"})
     row = next(iter(open_db(db_path).query("SELECT actor, details FROM audit_events")))
-    assert row["actor"] == os_user()
+    assert row["actor"] == acting_as(db_path) != "ceo"
     assert json.loads(row["details"])["on_behalf_of"] == "incident-commander"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, dump, opened
+from tests.helpers import acting_as, cli, dump, opened
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:
@@ -95,7 +95,6 @@ def test_as_and_environment_cannot_pass_the_two_person_check(
     account cannot approve; a second account (here through the capability, as another
     process would) can. Real separate accounts: tests/test_identity_accounts.py."""
     from opsconsole.audit import AuditLog
-    from opsconsole.identity import os_user
     from opsconsole.runbooks import decide_approval
     from opsconsole.store import open_db
 
@@ -109,7 +108,7 @@ def test_as_and_environment_cannot_pass_the_two_person_check(
           - {id: act, shell: "echo acted"}
         """,
     )
-    me = os_user()
+    me = acting_as(db_path)
     cfg = ("--config", str(config_dir))
     assert cli(*cfg, "runbook", "run", path).exit_code == 13
     run_id = _run_id(db_path)

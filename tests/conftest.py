@@ -57,6 +57,10 @@ def store_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("OPSCONSOLE_DB", url)
     yield "postgresql"
     cluster.drop_database(url)
+    # The URL taken for a path (Path() folds "//") makes a SQLite file under ./postgresql:
+    # and the test silently passes on the wrong engine.
+    stray = request.getfixturevalue("tmp_path") / "postgresql:"
+    assert not stray.exists(), f"a PostgreSQL URL was used as a SQLite path: {stray}"
 
 
 @pytest.fixture

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +80,93 @@ def refuse_inserts(db: Any, table: str, message: str = "disk full") -> None:
             f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
         )
+
+
+def drop_append_only(db: Any, table: str = "audit_events") -> None:
+    """What someone with write access to the database (the owner, or an attacker holding
+    its credentials) does before editing history: drop the append-only triggers."""
+    on = f" ON {table}" if db.engine == "postgresql" else ""
+    for op in ("update", "delete"):
+        db.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}{on}")
+
+
+def dump(db: Any) -> str:
+    """Everything the database holds, as text (to prove a value is nowhere in it): SQLite's
+    ``iterdump``; on PostgreSQL every row of every table (bytes as their Python repr)."""
+    if db.engine != "postgresql":
+        return "\n".join(db.conn.iterdump())
+    lines = []
+    for table in sorted(db.table_names()):
+        for row in db.execute(f"SELECT * FROM {table}").fetchall():
+            lines.append(f"{table}: {row!r}")
+    return "\n".join(lines)
+
+
+def set_read_only(db: Any, on: bool) -> None:
+    """Make this connection's database refuse writes (``PRAGMA query_only`` on SQLite, a
+    read-only session on PostgreSQL) - what a read-only file or a revoked grant does."""
+    if db.engine == "postgresql":
+        db.execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
+    else:
+        db.execute(f"PRAGMA query_only = {'ON' if on else 'OFF'}")
+
+
+def save_copy(location: Any, to: Path) -> None:
+    """An older copy of the whole database, as a backup would keep it: a SQLite file copy
+    (through the backup API), or a ``pg_dump`` archive of the PostgreSQL database."""
+    import sqlite3
+
+    if isinstance(location, str):
+        from tests.pg import pg_bin
+
+        subprocess.run(
+            [str(pg_bin() / "pg_dump"), "-Fc", "-f", str(to), "-d", location],  # type: ignore[operator]
+            check=True,
+            capture_output=True,
+        )
+        return
+    src, dst = sqlite3.connect(location), sqlite3.connect(to)
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def put_back(copy: Path, location: Any) -> None:
+    """Restore a copy made by :func:`save_copy` over the live database (close it first)."""
+    import sqlite3
+
+    if isinstance(location, str):
+        from tests.pg import pg_bin
+
+        subprocess.run(
+            [str(pg_bin() / "pg_restore"), "--clean", "--if-exists", "-d", location, str(copy)],  # type: ignore[operator]
+            check=True,
+            capture_output=True,
+        )
+        return
+    src, dst = sqlite3.connect(copy), sqlite3.connect(location)
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
+@contextlib.contextmanager
+def opened(location: Any) -> Iterator[Any]:
+    """The test's database (a SQLite path or a PostgreSQL URL) opened for a look, closed
+    after: how a test peeks at what the code under test wrote, on either engine."""
+    from opsconsole.store import open_db
+
+    db = open_db(location, migrate=False)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def acting_as(location: Any) -> str:
+    """Who the CLI records as the actor on this database: the OS account on SQLite, the
+    authenticated session user on PostgreSQL."""
+    from opsconsole.identity import current
+
+    with opened(location) as db:
+        return current(db=db).name

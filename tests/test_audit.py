@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from opsconsole.audit import GENESIS, AuditLog, read_checkpoint, verify, write_c
 from opsconsole.errors import AuditWriteError, ExitCode, StoreError
 from opsconsole.redact import MASK, secrets
 from opsconsole.store import immediate, open_db
-from tests.helpers import SRC, cli
+from tests.helpers import SRC, acting_as, cli, drop_append_only, set_read_only
 
 
 def _fill(db: sqlite_utils.Database, n: int, key: bytes | None = None) -> AuditLog:
@@ -28,8 +30,21 @@ def _fill(db: sqlite_utils.Database, n: int, key: bytes | None = None) -> AuditL
 
 def _untriggered(db: sqlite_utils.Database) -> None:
     """What an attacker with write access does first: drop the append-only triggers."""
-    db.execute("DROP TRIGGER audit_events_no_update")
-    db.execute("DROP TRIGGER audit_events_no_delete")
+    drop_append_only(db)
+
+
+def _insert(db: sqlite_utils.Database, row: dict[str, object]) -> None:
+    names = ", ".join(row)
+    db.execute(
+        f"INSERT INTO audit_events ({names}) VALUES ({', '.join('?' * len(row))})",
+        list(row.values()),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
 
 
 @pytest.fixture
@@ -117,7 +132,7 @@ def test_inserted_row_is_named_inserted(db: sqlite_utils.Database) -> None:
         separators=(",", ":"),
     ).encode()
     forged |= {"prev_hash": prev, "hash": hashlib.sha256(payload).hexdigest()}
-    db["audit_events"].insert(forged)
+    _insert(db, forged)
     p = verify(db).problem
     assert p is not None and (p.kind, p.seq) == ("inserted", 5)
 
@@ -128,7 +143,8 @@ def test_inserted_row_with_bad_hash_is_named_inserted(db: sqlite_utils.Database)
     for seq in range(6, 2, -1):
         db.execute("UPDATE audit_events SET seq = ? WHERE seq = ?", [seq + 1, seq])
     prev = db.execute("SELECT hash FROM audit_events WHERE seq = 2").fetchone()[0]
-    db["audit_events"].insert(
+    _insert(
+        db,
         {
             "seq": 3,
             "ts": "x",
@@ -257,36 +273,57 @@ def test_secrets_never_reach_the_log(db: sqlite_utils.Database) -> None:
 def test_readonly_database_refuses_the_action(db: sqlite_utils.Database) -> None:
     _fill(db, 1)
     db.execute("CREATE TABLE IF NOT EXISTS side_effects (x TEXT)")
-    db.execute("PRAGMA query_only = ON")
+    set_read_only(db, True)
     log = AuditLog(db, actor="alice", interface="test")
     with pytest.raises(AuditWriteError, match="not performed"):
         log.record("thing.do", "x")
     with pytest.raises(StoreError, match="read-only"), immediate(db):
         db.execute("INSERT INTO side_effects VALUES ('never')")
-    db.execute("PRAGMA query_only = OFF")
+    set_read_only(db, False)
     assert db.execute("SELECT count(*) FROM audit_events").fetchone()[0] == 1
+
+
+@contextlib.contextmanager
+def _full(db: sqlite_utils.Database) -> Iterator[None]:
+    """No room for a large write: SQLite's file may not grow by a page; on PostgreSQL a
+    large audit row fails as the server fails when its disk is full (SQLSTATE 53100)."""
+    if db.engine == "postgresql":
+        db.execute(
+            "CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF length(NEW.details) > 100000 THEN RAISE EXCEPTION 'could not extend file' "
+            "USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END $$"
+        )
+        db.execute(
+            "CREATE TRIGGER no_room BEFORE INSERT ON audit_events "
+            "FOR EACH ROW EXECUTE FUNCTION no_room()"
+        )
+        yield
+        db.execute("DROP TRIGGER no_room ON audit_events")
+        return
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    yield
+    db.execute("PRAGMA max_page_count = 1073741823")
 
 
 def test_full_database_rolls_back_the_action_it_records(db: sqlite_utils.Database) -> None:
     _fill(db, 1)
     db.execute("CREATE TABLE side_effects (x TEXT)")
-    pages = db.execute("PRAGMA page_count").fetchone()[0]
-    db.execute(f"PRAGMA max_page_count = {pages}")
     log = AuditLog(db, actor="alice", interface="test")
-    with pytest.raises(AuditWriteError), immediate(db):
+    with _full(db), pytest.raises(AuditWriteError, match="full"), immediate(db):
         db.execute("INSERT INTO side_effects VALUES ('small')")
         log.record("thing.do", "x", {"blob": "y" * 200_000})
-    db.execute("PRAGMA max_page_count = 1073741823")
     assert db.execute("SELECT count(*) FROM side_effects").fetchone()[0] == 0
     assert verify(db).ok
 
 
 _WORKER = """
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from opsconsole.store import open_db
 from opsconsole.audit import AuditLog
-db = open_db(Path(sys.argv[1]))
+db = open_db(sys.argv[1])
 log = AuditLog(db, actor=f"w{sys.argv[2]}", interface="test")
 for i in range(int(sys.argv[3])):
     log.record("load.append", str(i))
@@ -381,11 +418,9 @@ def test_cli_export_to_an_unwritable_path_is_one_error_line(tmp_path: Path) -> N
 
 
 def test_as_is_only_an_on_behalf_of_annotation(db_path: Path) -> None:
-    from opsconsole.identity import os_user
-
     cli("--as", "incident-commander", "audit", "export", env={"LOGNAME": "ceo", "USER": "ceo"})
     row = next(iter(open_db(db_path).query("SELECT actor, details FROM audit_events")))
-    assert row["actor"] == os_user()
+    assert row["actor"] == acting_as(db_path) != "ceo"
     assert json.loads(row["details"])["on_behalf_of"] == "incident-commander"
 
 
@@ -404,3 +439,26 @@ def test_unreadable_audit_key_file_is_a_config_error(tmp_path: Path, content: by
         result = cli("--config", str(cfg), *args)
         assert result.exit_code == ExitCode.CONFIG, result.output
         assert f"error: {key}: settings.audit_key_file: " in result.stderr
+
+
+def test_verify_and_export_walk_the_log_a_page_at_a_time(
+    db: sqlite_utils.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole log is read in pages (never all of it in memory): across page boundaries
+    nothing is skipped or read twice, and a problem on a later page is still named."""
+    from opsconsole.auditing import export as export_mod
+
+    monkeypatch.setattr(export_mod, "PAGE", 3)
+    log = _fill(db, 10)
+    AuditLog(db, actor="bob", interface="test").record("other.event", "b")
+    log.record("test.event", "last")
+    result = verify(db)
+    assert result.ok and (result.events, result.head_seq) == (12, 12)
+    lines = list(export_mod.export(db, "jsonl"))
+    assert [json.loads(x)["seq"] for x in lines] == list(range(1, 13))
+    alices = list(export_mod.export(db, "jsonl", actor="alice"))
+    assert [json.loads(x)["seq"] for x in alices] == [*range(1, 11), 12]
+    _untriggered(db)
+    db.execute("UPDATE audit_events SET target = 'forged' WHERE seq = 8")
+    p = verify(db).problem
+    assert p is not None and (p.kind, p.seq) == ("altered", 8)

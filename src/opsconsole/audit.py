@@ -137,6 +137,16 @@ def _m0003(db: Any) -> None:
     )
 
 
+@migrations(name="0004_audit_events_action_seq")
+def _m0004(db: Any) -> None:
+    # "The newest event of this action" (the chain's mode on every append, the proven
+    # policy and approvals) is an index lookup on (action, seq). With an index on action
+    # alone PostgreSQL walks the primary key backwards through the whole log when the
+    # action is rare or absent: every append cost O(events).
+    db.execute("CREATE INDEX audit_events_action_seq ON audit_events(action, seq)")
+    db.execute("DROP INDEX audit_events_action")
+
+
 # Re-exported lazily from opsconsole.auditing (they import this module).
 _MOVED = {
     "Checkpoint": "opsconsole.auditing.checkpoints",
@@ -230,10 +240,15 @@ class ChainState:
 def chain_state(db: sqlite_utils.Database) -> ChainState | None:
     """The chain's current mode and keys (None: an empty log, or one from before chains
     recorded their mode)."""
-    row = db.execute(
-        "SELECT seq, details FROM audit_events WHERE action IN (?, ?) ORDER BY seq DESC LIMIT 1",
-        list(CHAIN_ACTIONS),
-    ).fetchone()
+    # One index lookup per action (see migration 0003), the newer of the two wins.
+    found = [
+        db.execute(
+            "SELECT seq, details FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1",
+            [action],
+        ).fetchone()
+        for action in CHAIN_ACTIONS
+    ]
+    row = max((r for r in found if r is not None), key=lambda r: int(r[0]), default=None)
     if row is None:
         return None
     try:

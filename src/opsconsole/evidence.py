@@ -59,11 +59,11 @@ def _rows(db: sqlite_utils.Database, sql: str, params: list[Any]) -> list[dict[s
 
 def incident_events(db: sqlite_utils.Database, incident_id: str) -> list[dict[str, Any]]:
     """Events about the incident: its own (target) and those that name it (a linked run)."""
-    like = incident_id.replace("%", "\\%").replace("_", "\\_")
+    like = incident_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return _rows(
         db,
-        f"SELECT {_COLUMNS} FROM audit_events WHERE target LIKE ? ESCAPE '\\' "
-        "OR details LIKE ? ESCAPE '\\' ORDER BY seq",
+        f"SELECT {_COLUMNS} FROM audit_events WHERE lower(target) LIKE lower(?) ESCAPE '\\' "
+        "OR lower(details) LIKE lower(?) ESCAPE '\\' ORDER BY seq",
         [f"{like}%", f"%{like}%"],
     )
 

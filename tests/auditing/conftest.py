@@ -56,3 +56,9 @@ def db(db_path: Path):  # type: ignore[no-untyped-def]
     from opsconsole.store import open_db
 
     return open_db(db_path)
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine

@@ -8,7 +8,7 @@ from pathlib import Path
 from opsconsole.audit import AuditLog
 from opsconsole.auditing.checkpoints import take_checkpoint
 from opsconsole.store import open_db
-from tests.helpers import cli
+from tests.helpers import cli, drop_append_only
 
 
 def _fill(db_path: Path) -> None:
@@ -79,17 +79,17 @@ def test_keygen_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
 
 
 def test_cli_verify_names_a_dropped_and_an_emptied_table(db_path: Path) -> None:
-    import sqlite3
+    from opsconsole.store import immediate
 
     _fill(db_path)
-    conn = sqlite3.connect(db_path)
-    conn.executescript("DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events;")
-    conn.execute("INSERT INTO audit_checkpoints VALUES (1, 2, 'x', 'y', '{}', 'now')")
-    conn.commit()
+    db = open_db(db_path)
+    drop_append_only(db)
+    with immediate(db):
+        db.execute("DELETE FROM audit_events")
+        db.execute("INSERT INTO audit_checkpoints VALUES (1, 2, 'x', 'y', '{}', 'now')")
     r = cli("audit", "verify")
     assert r.exit_code == 6 and "emptied" in r.stderr, r.output
-    conn.execute("DROP TABLE audit_events")
-    conn.commit()
-    conn.close()
+    db.execute("DROP TABLE audit_events")
+    db.close()
     r = cli("audit", "verify")
     assert r.exit_code == 6 and "dropped" in r.stderr, r.output

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.auditing.conftest import INVENTORY
-from tests.helpers import cli_subprocess
+from tests.helpers import cli_subprocess, opened
 
 RUNBOOK = """\
 name: quick
@@ -78,14 +78,11 @@ def _commands(cfg: Path, incident: str) -> dict[str, list[str]]:
 
 
 def _snapshot(db: Path, cfg: Path) -> tuple[object, ...]:
-    conn = sqlite3.connect(db)
-    try:
+    with opened(db) as conn:
         counts = tuple(
             conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
             for t in ("audit_events", "incidents", "incident_events", "runs", "drill_runs")
         )
-    finally:
-        conn.close()
     drills = (cfg / "drills.yaml").read_text() if (cfg / "drills.yaml").exists() else ""
     return counts, drills, (cfg / "cp.json").exists(), (cfg.parent / "ran.marker").exists()
 
@@ -106,19 +103,47 @@ def _immutable(path: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
-def test_readonly_database_fails_closed_in_every_command_group(tmp_path: Path) -> None:
-    cfg, db = _config(tmp_path), tmp_path / "ops.db"
-    incident = _prepare(cfg, db)
+@contextlib.contextmanager
+def _read_only(db: Path) -> Iterator[None]:
+    """The whole database read-only for every new session: an immutable SQLite file
+    (``chattr +i``, its WAL checkpointed first), or a PostgreSQL database whose
+    transactions are read-only (as on a hot standby, or for a role without write grants)."""
+    if isinstance(db, str):
+        with opened(db) as conn:
+            name = conn.execute("SELECT current_database()").fetchone()[0]
+            conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        try:
+            yield
+        finally:
+            with opened(db) as conn:
+                conn.execute("SET default_transaction_read_only = off")  # this session only
+                conn.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        return
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    before = _snapshot(db, cfg)
     with _immutable(db):
+        yield
+
+
+def test_readonly_database_fails_closed_in_every_command_group(
+    tmp_path: Path, db_path: Path
+) -> None:
+    cfg, db = _config(tmp_path), db_path
+    incident = _prepare(cfg, db)
+    before = _snapshot(db, cfg)
+    with _read_only(db):
         for name, args in _commands(cfg, incident).items():
             _assert_failed_closed(_run(cfg, db, *args), name)
-        # Reading still works on the immutable file, and says it was not recorded.
+        # Reading still works on the read-only database, and says it was not recorded.
         r = _run(cfg, db, "audit", "verify")
         assert r.returncode == 0 and "not recorded" in r.stdout, r.stdout + r.stderr
+        out = cfg.parent / "export.jsonl"
+        r = _run(cfg, db, "audit", "export", "--action", "drill.", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        assert len(out.read_text().splitlines()) == 1  # drill.add only
+        r = _run(cfg, db, "audit", "list", "--json")
+        assert r.returncode == 0 and '"drill.add"' in r.stdout, r.stderr
     assert _snapshot(db, cfg) == before
 
 
@@ -147,6 +172,7 @@ def _fill(mnt: Path) -> Path:
     return filler
 
 
+@pytest.mark.sqlite_only  # a full file system under the SQLite file and its WAL
 @pytest.mark.parametrize("wal_open", [True, False], ids=["writing", "opening"])
 def test_full_disk_fails_closed_in_every_command_group(full_tmpfs: Path, wal_open: bool) -> None:
     cfg, db = _config(full_tmpfs), full_tmpfs / "ops.db"
@@ -173,8 +199,10 @@ def test_full_disk_fails_closed_in_every_command_group(full_tmpfs: Path, wal_ope
     assert _run(cfg, db, *_commands(cfg, incident)["drill add"]).returncode == 0
 
 
-def test_checkpoint_does_not_create_directories_or_record_before_writing(tmp_path: Path) -> None:
-    cfg, db = _config(tmp_path), tmp_path / "ops.db"
+def test_checkpoint_does_not_create_directories_or_record_before_writing(
+    tmp_path: Path, db_path: Path
+) -> None:
+    cfg, db = _config(tmp_path), db_path
     _prepare(cfg, db)
     before = _snapshot(db, cfg)
     r = _run(cfg, db, "audit", "checkpoint", "--out", str(tmp_path / "nonexistent" / "cp.json"))
@@ -185,7 +213,7 @@ def test_checkpoint_does_not_create_directories_or_record_before_writing(tmp_pat
 
 DRILL_WORKER = """
 import sys
-from tests.helpers import cli_subprocess
+from tests.helpers import cli_subprocess, opened
 cfg, db, who = sys.argv[1], sys.argv[2], sys.argv[3]
 for i in range(8):
     r = cli_subprocess("--config", cfg, "--db", db, "drill", "add", f"d-{who}-{i}",
@@ -194,12 +222,12 @@ for i in range(8):
 """
 
 
-def test_concurrent_drill_add_loses_nothing(tmp_path: Path) -> None:
+def test_concurrent_drill_add_loses_nothing(tmp_path: Path, db_path: Path) -> None:
     import sys
 
     import yaml
 
-    cfg, db = _config(tmp_path), tmp_path / "ops.db"
+    cfg, db = _config(tmp_path), db_path
     assert _run(cfg, db, "config", "check").returncode in (0, 1)
     import os
 
@@ -223,13 +251,15 @@ def test_concurrent_drill_add_loses_nothing(tmp_path: Path) -> None:
         assert p.returncode == 0, err
     names = set(yaml.safe_load((cfg / "drills.yaml").read_text())["drills"])
     assert names == {f"d-{w}-{i}" for w in range(3) for i in range(8)}
-    conn = sqlite3.connect(db)
-    audited = {
-        r[0] for r in conn.execute("SELECT target FROM audit_events WHERE action = 'drill.add'")
-    }
+    with opened(db) as conn:
+        audited = {
+            r[0]
+            for r in conn.execute("SELECT target FROM audit_events WHERE action = 'drill.add'")
+        }
     assert audited == names
 
 
+@pytest.mark.sqlite_only  # an immutable copy of the file on read-only media
 def test_verify_and_export_work_on_a_read_only_copy(tmp_path: Path) -> None:
     cfg, db = _config(tmp_path), tmp_path / "ops.db"
     _prepare(cfg, db)

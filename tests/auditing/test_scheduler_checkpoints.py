@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def test_scheduler_writes_signed_checkpoints_to_the_witness(
-    tmp_path: Path, signing_keys: tuple[Path, Path], witness_dir: Path
+    tmp_path: Path, db_path: Path, signing_keys: tuple[Path, Path], witness_dir: Path
 ) -> None:
     cfg = tmp_path / "cfg"
     cfg.mkdir()
@@ -36,7 +36,7 @@ def test_scheduler_writes_signed_checkpoints_to_the_witness(
             what="a checkpoint from the scheduler",
         )
         # Nothing new, nothing to sign; one more event, one more checkpoint.
-        db = tmp_path / "state" / "opsconsole.db"
+        db = db_path
         assert (
             cli_subprocess("--config", str(cfg), "--db", str(db), "audit", "list").returncode == 0
         )

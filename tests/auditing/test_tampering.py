@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,13 @@ from opsconsole.auditing.verify import verify
 from opsconsole.errors import AuditWriteError
 from opsconsole.store import open_db
 from tests.auditing.conftest import make_ctx
+from tests.helpers import drop_append_only, put_back, save_copy
 
 KEY = b"k" * 32
 
 
 def _untrigger(db: sqlite_utils.Database) -> None:
-    db.execute("DROP TRIGGER IF EXISTS audit_events_no_update")
-    db.execute("DROP TRIGGER IF EXISTS audit_events_no_delete")
+    drop_append_only(db)
 
 
 def _log(db: sqlite_utils.Database, ctx: AuditContext) -> AuditLog:
@@ -41,14 +40,6 @@ def _checkpoint(log: AuditLog, ctx: AuditContext) -> int:
     return cp.seq
 
 
-def _copy(db_path: Path, to: Path) -> None:
-    src = sqlite3.connect(db_path)
-    dst = sqlite3.connect(to)
-    src.backup(dst)
-    src.close()
-    dst.close()
-
-
 def _outcome(db: sqlite_utils.Database, ctx: AuditContext) -> tuple[str, int]:
     r = verify_database(db, ctx)
     return r.outcome, r.problem.seq if r.problem else 0
@@ -64,12 +55,12 @@ def test_rollback_to_an_older_copy_is_named_rolled_back(
     _events(log, 5)
     _checkpoint(log, ctx)
     old = tmp_path / "old.db"
-    _copy(db_path, old)
+    save_copy(db_path, old)
     _events(log, 5, "later")
     seq = _checkpoint(log, ctx)
     assert _outcome(db, ctx) == ("intact", 0)
     db.conn.close()
-    _copy(old, db_path)  # the older file is put back
+    put_back(old, db_path)  # the older copy is put back
     outcome, at = _outcome(open_db(db_path), ctx)
     assert outcome == "rolled_back"
     assert at < seq
@@ -122,9 +113,11 @@ def test_dropped_and_recreated_table_is_named_emptied(
     log = _log(db, ctx)
     _events(log, 3)
     _checkpoint(log, ctx)
-    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_events'").fetchone()[0]
+    from opsconsole.audit import migrations
+
     db.execute("DROP TABLE audit_events")
-    db.execute(sql)
+    create = next(m for m in migrations.steps if m.name == "0001_audit_events")
+    create.fn(db)  # the same empty table again, triggers and all
     assert _outcome(db, ctx)[0] == "emptied"
 
 
@@ -255,9 +248,20 @@ def test_row_edited_and_rehashed_is_named_altered_at_that_seq(db: sqlite_utils.D
 def test_blob_value_is_named_altered_not_a_crash(db: sqlite_utils.Database) -> None:
     _events(AuditLog(db, actor="a", interface="test"), 4)
     _untrigger(db)
-    db.execute("UPDATE audit_events SET details = X'00ff' WHERE seq = 3")
+    if db.engine == "postgresql":
+        # Column types hold on PostgreSQL: the owner retypes the column, every row's
+        # details become bytes, and the first event is the first one named.
+        db.execute("ALTER TABLE audit_events ALTER COLUMN details DROP DEFAULT")
+        db.execute(
+            "ALTER TABLE audit_events ALTER COLUMN details TYPE bytea "
+            "USING convert_to(details, 'UTF8')"
+        )
+        expected = 1
+    else:  # SQLite stores any value in any column
+        db.execute("UPDATE audit_events SET details = X'00ff' WHERE seq = 3")
+        expected = 3
     r = verify(db)
-    assert (r.outcome, r.problem.seq) == ("altered", 3)  # type: ignore[union-attr]
+    assert (r.outcome, r.problem.seq) == ("altered", expected)  # type: ignore[union-attr]
 
 
 def _tamper_witness(witness_dir: Path, change: dict[str, object] | None, drop: str | None) -> None:

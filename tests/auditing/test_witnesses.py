@@ -5,7 +5,6 @@ loopback HTTP server (PUT/GET). Each holds checkpoints the database cannot rewri
 from __future__ import annotations
 
 import http.server
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from opsconsole.auditing.witnesses import (
 from opsconsole.store import open_db
 from opsconsole.testing.sshd import LoopbackSshd
 from tests.auditing.conftest import make_ctx
-from tests.helpers import cli_subprocess
+from tests.helpers import cli_subprocess, put_back, save_copy
 
 
 class _Store(http.server.BaseHTTPRequestHandler):
@@ -94,15 +93,14 @@ def test_rollback_is_caught_through_each_witness(
     _, delivered, failed = take_checkpoint(log, ctx.private_key(), witnesses=[witness])
     assert delivered == [witness.name] and not failed
     old = tmp_path / "old.db"
-    src, dst = sqlite3.connect(db_path), sqlite3.connect(old)
-    src.backup(dst)
-    src.close()
-    dst.close()
+    save_copy(db_path, old)
     log.record("thing.do", "2")
     take_checkpoint(log, ctx.private_key(), witnesses=[witness])
     assert verify_database(db, ctx).ok
     assert witness.get("checkpoint-00000002.json") is not None
-    r = verify_database(open_db(old), ctx)
+    db.close()
+    put_back(old, db_path)  # the older copy is put back
+    r = verify_database(open_db(db_path), ctx)
     assert r.outcome == "rolled_back" and witness.name in r.problem.message  # type: ignore[union-attr]
 
 
@@ -133,6 +131,7 @@ def test_http_witness_refusal_is_a_failed_delivery_not_a_record(
 
 def test_automatic_checkpoints_every_n_events_then_cli_verify_names_a_rollback(
     tmp_path: Path,
+    db_path: Path,
     signing_keys: tuple[Path, Path],
     sshd: LoopbackSshd,
     http_witness: tuple[str, dict[str, bytes]],
@@ -155,7 +154,7 @@ audit:
     - http: {{url: "{http_witness[0]}", headers: {{Authorization: "Bearer t0ken"}}}}
 """
     )
-    db = tmp_path / "ops.db"
+    db = db_path
     env = {"OPSCONSOLE_AUDIT_KEY": "hmac-key-1"}
 
     def run(*args: str) -> object:
@@ -177,10 +176,7 @@ audit:
     assert (wdir / "latest.json").exists() and (wssh / "latest.json").exists()
     assert "/witness/latest.json" in http_witness[1]
     old = tmp_path / "old.db"
-    src, dst = sqlite3.connect(db), sqlite3.connect(old)
-    src.backup(dst)
-    src.close()
-    dst.close()
+    save_copy(db, old)
     for i in range(4):
         run(
             "incident",
@@ -194,7 +190,8 @@ audit:
         )
     r = run("audit", "verify")
     assert r.returncode == 0 and "matches checkpoint" in r.stdout, r.stderr  # type: ignore[attr-defined]
-    r = cli_subprocess("--config", str(cfg), "--db", str(old), "audit", "verify", env=env)
+    put_back(old, db)  # the older copy is put back
+    r = run("audit", "verify")
     assert r.returncode == 6 and "rolled_back" in r.stderr, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     # Without the HMAC key: named, not a traceback.

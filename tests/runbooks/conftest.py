@@ -116,3 +116,9 @@ def write_runbook(tmp_path: Path) -> Callable[..., Any]:
 @pytest.fixture
 def operator() -> ScriptedOperator:
     return ScriptedOperator()
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine

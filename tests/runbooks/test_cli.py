@@ -4,13 +4,12 @@ kept out of console output, stored output and the audit log, injection never exe
 from __future__ import annotations
 
 import json
-import sqlite3
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import acting_as, cli, dump, opened
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:
@@ -20,8 +19,8 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
 
 
 def _run_id(db_path: Path) -> str:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+    with opened(db_path) as db:
+        return db.execute("SELECT id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +95,6 @@ def test_as_and_environment_cannot_pass_the_two_person_check(
     account cannot approve; a second account (here through the capability, as another
     process would) can. Real separate accounts: tests/test_identity_accounts.py."""
     from opsconsole.audit import AuditLog
-    from opsconsole.identity import os_user
     from opsconsole.runbooks import decide_approval
     from opsconsole.store import open_db
 
@@ -110,7 +108,7 @@ def test_as_and_environment_cannot_pass_the_two_person_check(
           - {id: act, shell: "echo acted"}
         """,
     )
-    me = os_user()
+    me = acting_as(db_path)
     cfg = ("--config", str(config_dir))
     assert cli(*cfg, "runbook", "run", path).exit_code == 13
     run_id = _run_id(db_path)
@@ -176,9 +174,9 @@ def test_secret_never_appears_in_console_db_or_audit(
     log = cli("runbook", "log", run_id)
     log_json = cli("runbook", "log", run_id, "--json")
     export = cli("audit", "export")
-    with sqlite3.connect(db_path) as conn:
-        dump = "\n".join(conn.iterdump())
-    for text in (result.output, plan.output, log.output, log_json.output, export.output, dump):
+    with opened(db_path) as db:
+        stored = dump(db)
+    for text in (result.output, plan.output, log.output, log_json.output, export.output, stored):
         for value in (secret, env_secret, file_secret):
             assert value not in text
     assert "pw=*** env=*** file=***" in result.output
@@ -235,5 +233,5 @@ def test_plan_changes_nothing_and_list_show_validate(
     show = cli(*cfg, "runbook", "show", "mine")
     assert "look" in show.stdout and "(check)" in show.stdout
     assert cli(*cfg, "runbook", "validate").exit_code == 0
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    with opened(db_path) as db:
+        assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 0

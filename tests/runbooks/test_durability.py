@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SRC, cli_subprocess
+from opsconsole.errors import OpsError
+from tests.helpers import SRC, cli_subprocess, opened
 
 RUNBOOK = """\
 name: durable
@@ -42,9 +43,9 @@ def _wait_for(predicate, what: str, deadline: float = 30.0) -> None:  # type: ig
 
 def _step_status(db: Path, step: str) -> str | None:
     try:
-        with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
+        with opened(db) as conn:
             row = conn.execute("SELECT status FROM run_steps WHERE step_id = ?", [step]).fetchone()
-    except sqlite3.Error:
+    except (sqlite3.Error, OpsError):
         return None
     return row[0] if row else None
 
@@ -85,7 +86,7 @@ def _start_and_kill(tmp_path: Path, config_dir: Path, db_path: Path, idem: bool)
         # The step's shell was in its own session and outlives the killed runner; end it.
         with contextlib.suppress(OSError, ValueError):
             os.killpg(int((work / "two.pid").read_text()), signal.SIGKILL)
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with opened(db_path) as conn:
         run_id, status = conn.execute("SELECT id, status FROM runs").fetchone()
     assert status == "running"  # what the killed process left behind
     return run_id
@@ -112,7 +113,7 @@ def test_kill_9_mid_step_then_resume_skips_finished_and_asks_about_interrupted(
     assert (work / "one").read_text() == "ran\n"  # finished step: not re-run
     assert (work / "two").read_text() == "start\n"  # not re-run, as the operator chose
     assert (work / "three").read_text() == "ran\n"
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with opened(db_path) as conn:
         steps = dict(conn.execute("SELECT step_id, status FROM run_steps").fetchall())
         actions = [r[0] for r in conn.execute("SELECT action FROM audit_events ORDER BY seq")]
     assert steps == {"one": "succeeded", "two": "skipped", "three": "succeeded"}

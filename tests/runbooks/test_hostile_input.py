@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, opened
 
 
 def _validate(tmp_path: Path, body: str) -> tuple[int, str]:
@@ -145,7 +144,7 @@ def test_markup_and_control_chars_never_reach_the_terminal(
     cfg = ("--config", str(config_dir))
     run = cli(*cfg, "runbook", "run", str(path), "--var", f"x={HOSTILE}", "--yes")
     assert run.exit_code == 10, run.output
-    with sqlite3.connect(db_path) as conn:
+    with opened(db_path) as conn:
         run_id = conn.execute("SELECT id FROM runs").fetchone()[0]
     plan = cli(*cfg, "runbook", "plan", str(path), "--var", f"x={HOSTILE}")
     for res in (

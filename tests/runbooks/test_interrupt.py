@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SRC
+from tests.helpers import SRC, opened
 from tests.runbooks.test_durability import _step_status, _wait_for
 
 RUNBOOK = """\
@@ -74,7 +73,7 @@ def test_ctrl_c_asks_to_roll_back_and_leaves_a_known_state(
     assert "Roll back" in err
     child = int((tmp_path / "long.pid").read_text())
     assert not pid_alive(child), "the step's process group must be killed"
-    with sqlite3.connect(db_path) as conn:
+    with opened(db_path) as conn:
         run_status = conn.execute("SELECT status FROM runs").fetchone()[0]
         steps = dict(conn.execute("SELECT step_id, status FROM run_steps").fetchall())
     assert run_status == status

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SRC
-from tests.runbooks.test_durability import _wait_for
+from tests.helpers import SRC, opened
+from tests.runbooks.test_durability import _step_status, _wait_for
 
 # The step starts a double-forked setsid child that writes "late" once the test creates
 # the file "go" (no timing: the test says when): if the engine does not own it, the child
@@ -91,31 +91,9 @@ def _child_gone(work: Path) -> bool:
     return not alive(int((work / "child.pid").read_text()))
 
 
-def _query(db_path: Path, sql: str, args: list[str]) -> tuple[str, ...] | None:
-    """One row from the test's database, on either engine (None while it has no tables)."""
-    from opsconsole.store import open_db
-
-    try:
-        db = open_db(db_path, migrate=False)
-    except Exception:
-        return None
-    try:
-        return db.execute(sql, args).fetchone()  # type: ignore[no-any-return]
-    except Exception:  # not created yet by the engine process
-        return None
-    finally:
-        db.close()
-
-
-def _step_status(db_path: Path, step: str) -> str | None:
-    row = _query(db_path, "SELECT status FROM run_steps WHERE step_id = ?", [step])
-    return row[0] if row else None
-
-
 def _run_status(db_path: Path) -> tuple[str, str]:
-    row = _query(db_path, "SELECT id, status FROM runs", [])
-    assert row is not None
-    return row[0], row[1]
+    with opened(db_path) as conn:
+        return conn.execute("SELECT id, status FROM runs").fetchone()  # type: ignore[no-any-return]
 
 
 @pytest.mark.slow

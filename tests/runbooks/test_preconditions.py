@@ -3,12 +3,11 @@ of a failed-over region from the CLI and the engine API the scheduler uses."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, opened
 
 FAILOVER = """\
     name: my-failover
@@ -53,7 +52,7 @@ def test_cli_refuses_a_second_failover_of_the_shipped_runbook(
 ) -> None:
     # A succeeded, not rolled back regional-failover of test-1 in the run records.
     cli("--config", str(config_dir), "runbook", "runs")  # creates the schema
-    with sqlite3.connect(db_path) as conn:
+    with opened(db_path) as conn:
         conn.execute(
             "INSERT INTO runs (id, runbook, path, source, params, status, actor, started_at,"
             " updated_at, finished_at) VALUES ('r-old', 'regional-failover', 'p', 's',"
@@ -72,5 +71,5 @@ def test_cli_refuses_a_second_failover_of_the_shipped_runbook(
     assert res.exit_code == 7, res.output
     assert "test-1 is already failed over (run r-old by bob)" in res.output
     assert "opsconsole runbook rollback r-old" in res.output
-    with sqlite3.connect(db_path) as conn:
+    with opened(db_path) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.helpers import cli_subprocess
+from tests.helpers import cli_subprocess, dump, opened
 
 NEW_KEY = "issued-new-key-9f8e7d"
 
@@ -79,8 +78,7 @@ async def test_resume_uses_the_real_value_of_a_learned_secret(
     done = await resume_run(first.run_id, env=env, operator=operator)
     assert done.status == "succeeded", done.error
     assert (tmp_path / "used").read_text() == NEW_KEY
-    dump = "\n".join(env.db.conn.iterdump())
-    assert NEW_KEY not in dump
+    assert NEW_KEY not in dump(env.db)
 
 
 async def test_words_like_passed_are_not_secret_keys_and_registries_are_per_run(
@@ -156,9 +154,9 @@ steps:
         "s3cr'\"'\"'et",
     }
     assert (tmp_path / "cmdline").read_text().count("OPSCONSOLE_SECRET_1") == 1
-    with sqlite3.connect(db_path) as conn:
-        dump = "\n".join(conn.iterdump())
-    for text in ((tmp_path / "cmdline").read_text(), proc.stdout, proc.stderr, dump):
+    with opened(db_path) as db:
+        stored = dump(db)
+    for text in ((tmp_path / "cmdline").read_text(), proc.stdout, proc.stderr, stored):
         for form in forms:
             assert form not in text, (form, text[:2000])
     # On the command line it is refused, with the way to pass it.

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.demo_fixture import demo, demo_thread  # noqa: F401
-from tests.helpers import cli
+from tests.helpers import cli, dump, opened
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +23,13 @@ def _client(info: Any) -> Any:
 
 
 def _last_run(db_path: Path) -> dict[str, Any]:
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        return dict(
-            conn.execute(
-                "SELECT * FROM runs WHERE parent_run IS NULL ORDER BY started_at DESC LIMIT 1"
-            ).fetchone()
+    with opened(db_path) as db:
+        return next(
+            iter(
+                db.query(
+                    "SELECT * FROM runs WHERE parent_run IS NULL ORDER BY started_at DESC LIMIT 1"
+                )
+            )
         )
 
 
@@ -151,9 +152,8 @@ def test_breach_response(demo: Any, db_path: Path) -> None:  # noqa: F811
     assert new_key != old_key
     assert new_key not in result.output
     run = _last_run(db_path)
-    with sqlite3.connect(db_path) as conn:
-        dump = "\n".join(conn.iterdump())
-    assert new_key not in dump
+    with opened(db_path) as db:
+        assert new_key not in dump(db)
     assert ["sa-east-1", "payments"] in client.request("GET", "/routes")["quarantined"]
     evidence = demo.state_dir / "evidence" / run["id"]
     sums = (evidence / "SHA256SUMS").read_text()

@@ -3,15 +3,23 @@ still durable before anything of the next step runs."""
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
 
-PEEK = """\
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], timeout=30)
+from tests.helpers import SRC, opened
+
+# Another process's view of the database (SQLite file or PostgreSQL URL), through the
+# store of this tree's sources.
+OPEN = f"""\
+import sys
+sys.path.insert(0, {str(SRC)!r})
+from opsconsole.store import open_db
+conn = open_db(sys.argv[1], migrate=False)
+"""
+
+PEEK = OPEN + """\
 rows = conn.execute("SELECT step_id, status FROM run_steps ORDER BY idx").fetchall()
 audit = conn.execute(
     "SELECT count(*) FROM audit_events WHERE action = 'runbook.step.finished'"
@@ -19,21 +27,33 @@ audit = conn.execute(
 print(" ".join(f"{s}={st}" for s, st in rows), f"finished_records={audit}")
 """
 
-TAKEOVER = """\
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], timeout=30)
-with conn:
-    conn.execute("UPDATE runs SET pid = pid + 100000")
+TAKEOVER = OPEN + """\
+conn.execute("UPDATE runs SET pid = pid + 100000")
 """
 
 
 def _commits(env, run) -> int:  # type: ignore[no-untyped-def]
+    """The COMMITs the engine's connection sends while ``run`` runs."""
     seen: list[str] = []
-    env.db.conn.set_trace_callback(seen.append)
-    try:
-        run()
-    finally:
-        env.db.conn.set_trace_callback(None)
+    conn = env.db.conn
+    if env.db.engine == "postgresql":
+        execute = conn.execute
+
+        def traced(sql, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(sql)
+            return execute(sql, *args, **kwargs)
+
+        conn.execute = traced
+        try:
+            run()
+        finally:
+            del conn.execute
+    else:
+        conn.set_trace_callback(seen.append)
+        try:
+            run()
+        finally:
+            conn.set_trace_callback(None)
     return sum(1 for s in seen if s.strip().upper() == "COMMIT")
 
 
@@ -97,7 +117,7 @@ async def test_step_end_is_kept_when_the_next_claim_is_lost(env, operator, write
 
     takeover = tmp_path / "takeover.py"
     takeover.write_text(TAKEOVER)
-    db_file = env.db.conn.execute("PRAGMA database_list").fetchone()[2]
+    db_file = env.db.location
     rb = write_runbook(f"""
         name: lost
         steps:
@@ -108,12 +128,11 @@ async def test_step_end_is_kept_when_the_next_claim_is_lost(env, operator, write
         """)
     with pytest.raises(StepClaimLost):
         await start_run(rb, {}, env=env, operator=operator)
-    conn = sqlite3.connect(db_file)
-    statuses = dict(conn.execute("SELECT step_id, status FROM run_steps").fetchall())
-    finished = conn.execute(
-        "SELECT count(*) FROM audit_events WHERE action = 'runbook.step.finished'"
-    ).fetchone()[0]
-    conn.close()
+    with opened(db_file) as conn:
+        statuses = dict(conn.execute("SELECT step_id, status FROM run_steps").fetchall())
+        finished = conn.execute(
+            "SELECT count(*) FROM audit_events WHERE action = 'runbook.step.finished'"
+        ).fetchone()[0]
     assert statuses == {"a": "succeeded", "b": "pending"}
     assert finished == 1
     assert not (Path(tmp_path) / "b-ran").exists()

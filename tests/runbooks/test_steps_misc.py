@@ -7,6 +7,7 @@ import sys
 
 from opsconsole.runbooks import resume_run, start_run
 from opsconsole.runbooks.state import get_run, get_steps
+from tests.helpers import dump
 from tests.runbooks.conftest import ScriptedOperator
 
 
@@ -29,8 +30,7 @@ async def test_input_and_manual_steps_use_the_operator(env, write_runbook, tmp_p
     assert result.status == "succeeded", result.error
     assert (tmp_path / "out").read_text() == "OPS-42 code-998877\n"
     assert "Open OPS-42 in the tracker" in op.shown[0]
-    dump = "\n".join(env.db.conn.iterdump())
-    assert "code-998877" not in dump
+    assert "code-998877" not in dump(env.db)
 
 
 async def test_input_not_matching_pattern_fails(env, write_runbook):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,7 +15,9 @@ import sqlite_utils
 from opsconsole.audit import _FIELDS
 from opsconsole.timeutil import isoformat
 
-__all__ = ["chain_range", "export", "query"]
+__all__ = ["PAGE", "chain_range", "export", "in_pages", "query"]
+
+PAGE = 5000  # rows per read when walking the whole log
 
 _ALL = "seq, ts, actor, interface, action, target, details, outcome, alg, prev_hash, hash"
 
@@ -39,10 +41,10 @@ def _where(
         where.append("actor = ?")
         params.append(actor)
     if action:
-        where.append("action LIKE ? ESCAPE '\\'")
+        where.append("lower(action) LIKE lower(?) ESCAPE '\\'")
         params.append(_prefix_like(action))
     if target:
-        where.append("target LIKE ? ESCAPE '\\'")
+        where.append("lower(target) LIKE lower(?) ESCAPE '\\'")
         params.append(_prefix_like(target))
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
@@ -53,7 +55,7 @@ def _select(columns: str, where: str, limit: int | None, newest_first: bool) -> 
     if limit:
         if not newest_first:
             newest = sql.replace("ORDER BY seq", "ORDER BY seq DESC")
-            sql = f"SELECT * FROM ({newest} LIMIT {int(limit)}) ORDER BY seq"
+            sql = f"SELECT * FROM ({newest} LIMIT {int(limit)}) AS newest ORDER BY seq"
         else:
             sql += f" LIMIT {int(limit)}"
     return sql
@@ -71,8 +73,9 @@ def query(
     newest_first: bool = False,
     with_hashes: bool = False,
 ) -> list[dict[str, Any]]:
-    """Events matching every given filter. ``action`` and ``target`` match a prefix
-    (``runbook.`` finds every runbook event); a trailing ``*`` is allowed too."""
+    """Events matching every given filter. ``action`` and ``target`` match a prefix,
+    ignoring case on both engines (``runbook.`` finds every runbook event); a trailing
+    ``*`` is allowed too."""
     where, params = _where(since, until, actor, action, target)
     cols = _ALL if with_hashes else "seq, ts, actor, interface, action, target, details, outcome"
     rows = [dict(r) for r in db.query(_select(cols, where, limit, newest_first), params)]
@@ -93,6 +96,41 @@ def _raw_rows(db: sqlite_utils.Database, sql: str, params: list[Any]) -> Iterato
         yield dict(zip(names, values, strict=True))
 
 
+def in_pages(
+    db: sqlite_utils.Database,
+    columns: str,
+    where: str = "",
+    params: Sequence[Any] = (),
+    *,
+    page: int | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """``audit_events`` rows (``columns``, starting with ``seq``) in seq order, read a page
+    at a time (keyset on seq): a walk over the whole log never holds it in memory. A
+    SQLite cursor reads lazily anyway; psycopg's fetches a whole result at once."""
+    page = page or PAGE
+    if not columns.lstrip().startswith("seq"):
+        raise ValueError("in_pages needs seq as the first column")
+    cond = where.removeprefix(" WHERE ")
+    head = f"SELECT {columns} FROM audit_events WHERE " + (f"({cond}) AND " if cond else "")
+    first = head.removesuffix(" WHERE ").removesuffix(" AND ") + " ORDER BY seq LIMIT ?"
+    rows = db.execute(first, [*params, page]).fetchall()
+    while rows:
+        yield from rows
+        if len(rows) < page:
+            return
+        rows = db.execute(
+            head + "seq > ? ORDER BY seq LIMIT ?", [*params, rows[-1][0], page]
+        ).fetchall()
+
+
+def _paged_rows(
+    db: sqlite_utils.Database, columns: str, where: str, params: list[Any]
+) -> Iterator[dict[str, Any]]:
+    names = [c.strip() for c in columns.split(",")]
+    for values in in_pages(db, columns, where, params):
+        yield dict(zip(names, values, strict=True))
+
+
 def export(
     db: sqlite_utils.Database,
     fmt: Literal["jsonl", "csv"],
@@ -108,7 +146,10 @@ def export(
     JSON lines or CSV (one string per line). Each line is exactly as stored, so an
     outside verifier can recompute plain hashes and check links."""
     where, params = _where(since, until, actor, action, target)
-    rows = _raw_rows(db, _select(_ALL, where, limit, False), params)
+    if limit:
+        rows = _raw_rows(db, _select(_ALL, where, limit, False), params)
+    else:
+        rows = _paged_rows(db, _ALL, where, params)
     yield from _format(rows, fmt)
 
 

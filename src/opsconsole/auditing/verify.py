@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlite_utils
 
 from opsconsole.audit import _FIELDS, CHAIN_ACTIONS, GENESIS, ChainState, key_id
+from opsconsole.auditing.export import in_pages
 
 if TYPE_CHECKING:
     from opsconsole.auditing.checkpoints import Checkpoint
@@ -62,10 +63,8 @@ OUTCOMES: dict[str, tuple[int, str]] = {
     "witness_unreachable": (1, "intact, but no configured witness could be read"),
 }
 
-_SELECT = (
-    "SELECT seq, ts, actor, interface, action, target, details, outcome, alg, prev_hash, "
-    "hash FROM audit_events ORDER BY seq"
-)
+_COLUMNS = "seq, ts, actor, interface, action, target, details, outcome, alg, prev_hash, hash"
+_SELECT = f"SELECT {_COLUMNS} FROM audit_events ORDER BY seq"
 # Tables whose rows are always written with an audit event: rows there and none in the
 # audit log means the log was emptied.
 _AUDITED_TABLES = ("audit_checkpoints", "incidents", "runs", "drill_runs")
@@ -245,7 +244,7 @@ def _walk(db: sqlite_utils.Database, keys: _Keys, result: VerifyResult) -> Probl
     key = keys.for_row()
     broken_at: int | None = None
     n = 0
-    for row in db.conn.execute(_SELECT):
+    for row in in_pages(db, _COLUMNS):
         n += 1
         seq = row[0]
         alg = row[8]

@@ -661,7 +661,13 @@ def get_run(db: sqlite_utils.Database, run_id: str) -> RunRow:
     rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
     if not rows:
         # Accept a unique prefix, as people copy short ids.
-        rows = list(db.query("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", [run_id + "%"]))
+        like = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = list(
+            db.query(
+                "SELECT * FROM runs WHERE lower(id) LIKE lower(?) ESCAPE '\\' LIMIT 2",
+                [like + "%"],
+            )
+        )
         if len(rows) != 1:
             raise NotFoundError(f"no run with id {run_id!r} (see `opsconsole runbook runs`)")
     r = dict(rows[0])

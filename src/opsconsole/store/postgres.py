@@ -143,6 +143,9 @@ def _mapped(exc: Exception) -> sqlite3.Error:
     if isinstance(exc, errors.UndefinedTable):
         name = re.search(r'relation "([^"]+)"', text)
         return PgOperationalError(f"no such table: {name.group(1) if name else text}")
+    if isinstance(exc, errors.UndefinedColumn):
+        name = re.search(r'column "([^"]+)"', text)
+        return PgOperationalError(f"no such column: {name.group(1) if name else text}")
     if isinstance(exc, errors.InsufficientPrivilege):
         return PgOperationalError(f"permission denied: {text}")
     if isinstance(exc, errors.LockNotAvailable | errors.QueryCanceled):

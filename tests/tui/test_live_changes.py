@@ -87,11 +87,14 @@ async def test_events_screen_lists_and_filters_what_changed(make_app: Any, tui_d
         await wait_for(pilot, lambda: app.current_mode == "events")
         screen = app.screen
         await wait_for(pilot, lambda: len(screen.rows) == 1)
+        rebuilds = screen.rebuilds
         AuditLog(tui_db, actor="carol", interface="tui").record(
             "incident.note", "INC-2026-0009", {"text": "hello"}
         )
         await wait_for(pilot, lambda: len(screen.rows) == 2)
         assert screen.rows[0].actor == "carol"  # newest first
+        assert screen.rebuilds == rebuilds  # added on top, the list not rebuilt
+        assert screen.query_one("#events-table").seqs == [c.seq for c in screen.rows]
         await pilot.press("slash", *"actor:bob")
         await wait_for(pilot, lambda: [c.actor for c in screen.rows] == ["bob"])
         await pilot.press("escape")
@@ -126,6 +129,7 @@ async def test_audit_marks_outcomes_by_meaning_and_export_is_audited(
         await wait_for(pilot, lambda: report.exists())
         await pilot.press("5")
         await wait_for(pilot, lambda: app.current_mode == "audit")
+        await wait_for(pilot, lambda: app.screen.loads > 0)  # read just after first paint
         table = app.screen.query_one("#audit-table")
         cells = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
         assert "✔ passed" in cells and not any(c.startswith("✖") for c in cells)

@@ -25,7 +25,13 @@ from textual.widgets import Header, Input, Static
 
 from opsconsole.tui.feed import HealthSnapshot
 from opsconsole.tui.screens.base import OpsScreen
-from opsconsole.tui.widgets.common import ago, local_time, served_by_text, state_text
+from opsconsole.tui.widgets.common import (
+    ago,
+    local_time,
+    served_by_text,
+    state_text,
+    update_if_changed,
+)
 from opsconsole.tui.widgets.detail import CellDetail, cell_detail_text
 from opsconsole.tui.widgets.grid import HealthGrid
 from opsconsole.tui.widgets.key_footer import KeyFooter
@@ -175,7 +181,7 @@ class DashboardScreen(OpsScreen):
             text.append(describe(c, who=False))
         if not recent:
             text.append("\nnothing yet", style="dim")
-        tail.update(text)
+        update_if_changed(tail, text, layout=False)  # its height is set here, not by the text
         tail.styles.height = lines + 2
         tail.display = True
 
@@ -247,14 +253,14 @@ class DashboardScreen(OpsScreen):
             text.append(f"⇄ {r.id} ({r.name}) {r.state}", style="bold")
             text.append(f" · still {served_by_text(self.failovers[r.id], now)}", style="yellow")
             text.append("   ")
-        banner.update(text)
+        update_if_changed(banner, text)
         banner.display = True
 
     def _draw_host(self) -> None:
         host = self.snapshot.host
         panel = self.query_one("#host-panel", Static)
         if host is None:
-            panel.update(Text("HOST  no metrics", style="dim"))
+            update_if_changed(panel, Text("HOST  no metrics", style="dim"))
             return
         text = Text("HOST ", style="bold")
         text.append(
@@ -265,14 +271,16 @@ class DashboardScreen(OpsScreen):
         )
         for alert in host.alerts:
             text.append(f"  ▲ {alert}", style="bold yellow")
-        panel.update(text)
+        update_if_changed(panel, text)
 
     def _draw_side(self) -> None:
         side = self.query_one("#side-detail", Static)
         side.display = self.size.width >= 140
         row = self.query_one(HealthGrid).current_row
         if side.display and row is not None:
-            side.update(cell_detail_text(row, self.now or self.ctx.clock()))
+            # A fixed-size panel: new text, no new layout.
+            detail = cell_detail_text(row, self.now or self.ctx.clock())
+            update_if_changed(side, detail, layout=False)
 
     # --- keys ---------------------------------------------------------------------------
 

@@ -223,6 +223,14 @@ class AuditScreen(OpsScreen):
             r["interface"],
         )
 
+    def selected_id(self) -> str | None:
+        """The highlighted event's target (a run, an incident...), else its seq."""
+        index = self.query_one(LogTable).cursor_row
+        if not self.rows or index >= len(self.rows):
+            return None
+        row = self.rows[index]
+        return row["target"] or str(row["seq"])
+
     def on_log_table_highlighted(self, event: LogTable.Highlighted) -> None:
         self._show_details(event.cursor_row)
 

@@ -69,7 +69,6 @@ class DashboardScreen(OpsScreen):
         Binding("f", "failover", "Fail over"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("s", "toggle_sort", "Sort"),
-        Binding("c", "copy_id", "Copy id", show=False),
     ]
 
     def __init__(self) -> None:
@@ -293,12 +292,12 @@ class DashboardScreen(OpsScreen):
         grid.set_worst_first(not grid.worst_first)
         self.app.notify("worst first" if grid.worst_first else "inventory order", timeout=2)
 
-    def action_copy_id(self) -> None:
+    def selected_id(self) -> str | None:
+        """``c`` copies ``region`` or ``region/service``."""
         row = self.query_one(HealthGrid).current_row
-        if row is not None:
-            ident = row.region.id + (f"/{row.target.service}" if row.target else "")
-            self.app.copy_to_clipboard(ident)
-            self.app.notify(f"copied {ident}", timeout=3)
+        if row is None:
+            return None
+        return row.region.id + (f"/{row.target.service}" if row.target else "")
 
     def on_health_grid_highlighted(self, message: HealthGrid.Highlighted) -> None:
         self._draw_side()

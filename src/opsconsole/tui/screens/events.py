@@ -118,9 +118,8 @@ class EventsScreen(OpsScreen):
             else "no events match"
         )
 
-    def action_copy_id(self) -> None:
-        table = self.query_one(LogTable)
-        if self.rows and table.cursor_row < len(self.rows):
-            target = self.rows[table.cursor_row].target
-            self.app.copy_to_clipboard(target)
-            self.app.notify(f"copied {target}", timeout=3)
+    def selected_id(self) -> str | None:
+        index = self.query_one(LogTable).cursor_row
+        if not self.rows or index >= len(self.rows):
+            return None
+        return self.rows[index].target or None

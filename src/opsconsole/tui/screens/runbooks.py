@@ -155,6 +155,14 @@ class RunbooksScreen(OpsScreen):
             return None
         return self.books[table.cursor_row]
 
+    def selected_id(self) -> str | None:
+        """The run id on the runs list, the runbook's name on the runbooks list."""
+        if self.focused is not None and self.focused.id == "run-table":
+            run = self.selected_run()
+            return str(run["id"]) if run else None
+        book = self.selected_book()
+        return book.name if book is not None else None
+
     def selected_run(self) -> dict[str, Any] | None:
         table = self.query_one("#run-table", DataTable)
         if not self.runs or table.cursor_row >= len(self.runs):

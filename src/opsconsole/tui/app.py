@@ -18,6 +18,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 
 from opsconsole.changes import Change
@@ -130,6 +131,9 @@ class OpsConsoleApp(App[None]):
     ]
 
     show_config_dir = False  # the config directory in the header (set by the CLI entry point)
+    # Open incidents (IncidentView), nearest clock first. Every screen's IncidentBar
+    # watches it: a change redraws the bars, an unchanged list redraws nothing.
+    incidents: reactive[list[Any]] = reactive(list, always_update=False, init=False)
 
     def __init__(
         self,
@@ -149,7 +153,6 @@ class OpsConsoleApp(App[None]):
         self.dashboard: Any = None  # the dashboard screen, once it exists
         self.failovers: dict[str, Any] = {}  # region -> FailoverInfo (the dashboard reads them)
         self.health_updates = 0
-        self.incidents: list[Any] = []  # open incidents (IncidentView), nearest clock first
         self.recent_changes: deque[Change] = deque(maxlen=2000)  # newest last
         self.change_listeners: list[Callable[[list[Change]], None]] = []
         self.own_seqs: set[int] = set()  # audit events this console wrote
@@ -255,9 +258,6 @@ class OpsConsoleApp(App[None]):
             return
         far = self.ctx.clock() + timedelta(days=3650)
         self.incidents = sorted(found, key=lambda i: i.deadline_due or far)
-        for screen in self.screen_stack:
-            for bar in screen.query("IncidentBar"):
-                bar.refresh()
 
     def action_jump_incident(self) -> None:
         """``i``: the open incident with the nearest deadline (SEV1/SEV2 first)."""

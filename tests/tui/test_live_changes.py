@@ -36,6 +36,24 @@ def test_watcher_yields_changes_after_the_cursor_from_another_connection(
         watcher.close()
 
 
+def test_a_health_change_says_from_which_state_to_which() -> None:
+    """The dashboard's tail and the events screen read "sa-east-1: ok → down", not only
+    that something changed."""
+    from opsconsole.changes import Change, describe
+
+    change = Change(
+        7,
+        "2026-11-29T18:25:24+00:00",
+        "monitor",
+        "tui",
+        "health.state_changed",
+        "sa-east-1",
+        "down",
+        {"level": "region", "old": "ok", "new": "down"},
+    )
+    assert describe(change, who=False) == "saw a health change: sa-east-1: ok → down"
+
+
 async def test_a_second_operators_note_appears_on_the_open_incident(
     make_app: Any, db_path: Path
 ) -> None:

@@ -113,6 +113,11 @@ class DashboardScreen(OpsScreen):
     # --- live updates (the app polls the feed; see OpsConsoleApp._poll) -------------
 
     def on_screen_resume(self) -> None:
+        # Drawn first as it was left (at most a second old), brought up to date right
+        # after: a screen key never waits for the catch-up.
+        self.call_after_refresh(self._catch_up)
+
+    def _catch_up(self) -> None:
         self.refresh_failovers(force=True)  # e.g. back from the run of a failover
         if self.stale and self.app.last_snapshot is not None:  # type: ignore[attr-defined]
             self.apply_snapshot(self.app.last_snapshot)  # type: ignore[attr-defined]

@@ -151,9 +151,11 @@ def writer(db_path: Path, per_second: float, stop: threading.Event) -> None:
 
 
 def child_console(targets: int, audit_events: int = 0, writes: float = 0.0) -> None:
+    from opsconsole.capabilities import register_all
     from opsconsole.store import open_db
     from opsconsole.tui.app import create_app
 
+    register_all()  # every capability's tables, as `opsconsole tui` has them
     path = Path(tempfile.mkdtemp(prefix="bench-tui-")) / "bench.db"
     db = open_db(path)
     if audit_events:

@@ -15,6 +15,12 @@ For both it prints:
   used to build new screens every time;
 * CPU share of one core of the child process over ``--seconds`` (default 60).
 
+The console's store is not empty: ``--audit-events`` (default 5,000) events are in the
+audit log before it starts, and another connection appends ``--writes`` (default 1) a
+second while it runs (the monitor's health changes, every tenth an operator's incident
+note) - a shared store with other people and the monitor at work, so the audit and events
+screens have a log to show and changes to follow on every key.
+
 Targets (issues 7 and 16): key-to-screen p95 under 100 ms with 500 targets at 1 Hz,
 under 30 % of one core.
 
@@ -92,13 +98,76 @@ def synthetic_feed(targets: int) -> object:
     return SyntheticFeed()
 
 
-def child_console(targets: int) -> None:
+ACTIONS = (
+    "health.state_changed",
+    "runbook.run.started",
+    "runbook.step.finished",
+    "runbook.run.finished",
+    "incident.note",
+    "drill.run.finished",
+)
+
+
+def seed_audit(db_path: Path, events: int) -> None:
+    """``events`` audit events, as other operators and the monitor would have left them."""
+    from opsconsole.audit import AuditLog
+    from opsconsole.store import immediate, open_db
+
+    db = open_db(db_path)
+    log = AuditLog(db, actor="seed", interface="cli")
+    rng = random.Random(7)
+    with immediate(db):  # one transaction: seeding is set-up, not what is measured
+        for i in range(events):
+            log.record(  # joins the open transaction: no commit per event
+                rng.choice(ACTIONS),
+                f"region-{i % 50:02d}/svc{i % 10:02d}",
+                {"n": i},
+                rng.choice(["ok", "ok", "succeeded", "failed"]),
+                actor=rng.choice(["ana", "bob", "monitor", "scheduler"]),
+                interface=rng.choice(["cli", "tui", "scheduler"]),
+            )
+    db.conn.close()
+
+
+def writer(db_path: Path, per_second: float, stop: threading.Event) -> None:
+    """Other processes' changes arriving while the console runs (their own connection):
+    mostly the monitor's health changes, every tenth an operator's incident note."""
+    from opsconsole.audit import AuditLog
+    from opsconsole.store import open_db
+
+    db = open_db(db_path, migrate=False)
+    monitor = AuditLog(db, actor="monitor", interface="scheduler")
+    bob = AuditLog(db, actor="bob", interface="cli")
+    n = 0
+    while not stop.wait(1.0 / per_second):
+        n += 1
+        if n % 10 == 0:
+            bob.record("incident.note", "INC-2026-0001", {"text": f"update {n}"})
+        else:
+            state = "degraded" if n % 2 else "ok"
+            monitor.record(
+                "health.state_changed", f"region-{n % 50:02d}/svc{n % 10:02d}", {"state": state}
+            )
+
+
+def child_console(targets: int, audit_events: int = 0, writes: float = 0.0) -> None:
+    from opsconsole.capabilities import register_all
     from opsconsole.store import open_db
     from opsconsole.tui.app import create_app
 
-    db = open_db(Path(tempfile.mkdtemp(prefix="bench-tui-")) / "bench.db")
+    register_all()  # every capability's tables, as `opsconsole tui` has them
+    path = Path(tempfile.mkdtemp(prefix="bench-tui-")) / "bench.db"
+    db = open_db(path)
+    if audit_events:
+        seed_audit(path, audit_events)
+    stop = threading.Event()
+    if writes > 0:
+        threading.Thread(target=writer, args=(path, writes, stop), daemon=True).start()
     app = create_app(config=None, db=db, actor="bench", health_feed=synthetic_feed(targets))  # type: ignore[arg-type]
-    app.run()
+    try:
+        app.run()
+    finally:
+        stop.set()
 
 
 def child_idle() -> None:
@@ -263,10 +332,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--presses", type=int, default=20)
     parser.add_argument("--targets", type=int, default=500)
+    parser.add_argument("--audit-events", type=int, default=5000)
+    parser.add_argument("--writes", type=float, default=1.0, help="audit events a second")
     parser.add_argument("--child", choices=["console", "idle"])
     args = parser.parse_args()
     if args.child == "console":
-        child_console(args.targets)
+        child_console(args.targets, args.audit_events, args.writes)
         return
     if args.child == "idle":
         child_idle()
@@ -275,6 +346,7 @@ def main() -> None:
     print(
         f"tui bench: {args.targets} targets updating every second, {SIZE[0]}x{SIZE[1]} pty, "
         f"{args.presses} key presses over {args.seconds:.0f}s per app; "
+        f"{args.audit_events} audit events, {args.writes:g} more a second; "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
     results = {
@@ -283,7 +355,11 @@ def main() -> None:
         ),
         "opsconsole tui": measure(
             "console",
-            [*me, "--child", "console", "--targets", str(args.targets)],
+            [
+                *me,
+                *("--child", "console", "--targets", str(args.targets)),
+                *("--audit-events", str(args.audit_events), "--writes", str(args.writes)),
+            ],
             b"REGION/SERVICE",
             args.presses,
             args.seconds,

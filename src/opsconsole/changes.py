@@ -258,6 +258,9 @@ def describe(change: Change, *, who: bool = True) -> str:
         or detail.get("to")
         or detail.get("decision")
     )
+    if not extra and isinstance(detail.get("new"), str):  # a state change: old → new
+        old = detail.get("old")
+        extra = f"{old} → {detail['new']}" if isinstance(old, str) and old else detail["new"]
     if isinstance(extra, str) and extra:
         text += f": {extra[:60]}"
     return text

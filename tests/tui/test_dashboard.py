@@ -159,3 +159,29 @@ async def test_at_80x24_the_grid_keeps_every_row_with_banner_and_incidents(make_
         assert app.dashboard.query_one("#down-banner").display
         assert len(grid.rows) == 16
         assert grid.size.height >= len(grid.rows) + 1  # header + every row
+
+
+async def test_an_unchanged_snapshot_lays_nothing_out_again(
+    make_app: Any, monkeypatch: Any
+) -> None:
+    """The feed repeats itself most seconds: panels with the same text are not updated
+    (each Static.update lays the whole screen out again)."""
+    from textual.widgets import Static
+
+    app = make_app(snapshot=fixed_snapshot(down="sa-east-1"))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard.updates > 1)
+        await pilot.pause()
+        layouts: list[str] = []
+        update = Static.update
+
+        def counting(self: Static, content: Any = "", *, layout: bool = True) -> None:
+            if layout:
+                layouts.append(str(self.id))
+            update(self, content, layout=layout)
+
+        monkeypatch.setattr(Static, "update", counting)
+        seen = app.dashboard.updates
+        await wait_for(pilot, lambda: app.dashboard.updates >= seen + 3)
+        assert "host-panel" not in layouts and "down-banner" not in layouts
+        assert "side-detail" not in layouts and "event-tail" not in layouts

@@ -36,6 +36,24 @@ def test_watcher_yields_changes_after_the_cursor_from_another_connection(
         watcher.close()
 
 
+def test_a_health_change_says_from_which_state_to_which() -> None:
+    """The dashboard's tail and the events screen read "sa-east-1: ok → down", not only
+    that something changed."""
+    from opsconsole.changes import Change, describe
+
+    change = Change(
+        7,
+        "2026-11-29T18:25:24+00:00",
+        "monitor",
+        "tui",
+        "health.state_changed",
+        "sa-east-1",
+        "down",
+        {"level": "region", "old": "ok", "new": "down"},
+    )
+    assert describe(change, who=False) == "saw a health change: sa-east-1: ok → down"
+
+
 async def test_a_second_operators_note_appears_on_the_open_incident(
     make_app: Any, db_path: Path
 ) -> None:
@@ -87,11 +105,14 @@ async def test_events_screen_lists_and_filters_what_changed(make_app: Any, tui_d
         await wait_for(pilot, lambda: app.current_mode == "events")
         screen = app.screen
         await wait_for(pilot, lambda: len(screen.rows) == 1)
+        rebuilds = screen.rebuilds
         AuditLog(tui_db, actor="carol", interface="tui").record(
             "incident.note", "INC-2026-0009", {"text": "hello"}
         )
         await wait_for(pilot, lambda: len(screen.rows) == 2)
         assert screen.rows[0].actor == "carol"  # newest first
+        assert screen.rebuilds == rebuilds  # added on top, the list not rebuilt
+        assert screen.query_one("#events-table").seqs == [c.seq for c in screen.rows]
         await pilot.press("slash", *"actor:bob")
         await wait_for(pilot, lambda: [c.actor for c in screen.rows] == ["bob"])
         await pilot.press("escape")
@@ -126,6 +147,7 @@ async def test_audit_marks_outcomes_by_meaning_and_export_is_audited(
         await wait_for(pilot, lambda: report.exists())
         await pilot.press("5")
         await wait_for(pilot, lambda: app.current_mode == "audit")
+        await wait_for(pilot, lambda: app.screen.loads > 0)  # read just after first paint
         table = app.screen.query_one("#audit-table")
         cells = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
         assert "✔ passed" in cells and not any(c.startswith("✖") for c in cells)

@@ -202,3 +202,13 @@ async def test_plan_renders_steps_and_changes_nothing(make_app: Any, tui_db: Any
         body = plain(screen.query_one("#plan-body"))
         assert "hello ap-south-1" in body and "confirm" in body
     assert list_runs(tui_db) == []
+
+
+async def test_a_key_typed_before_the_list_is_read_acts_on_the_list(make_app: Any) -> None:
+    """The runbooks screen is drawn before it reads the files; ``2`` ``p`` typed at once
+    still plans the first runbook (the key is not lost on an empty list)."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None)
+        await pilot.press("2", "p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "LaunchModal")

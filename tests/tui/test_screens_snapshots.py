@@ -99,6 +99,12 @@ async def _open_breach(pilot: Any, ids: dict[str, str]) -> None:
     pilot.app.screen.reload()
 
 
+async def _status_picker(pilot: Any, ids: dict[str, str]) -> None:
+    await _open_breach(pilot, ids)
+    await pilot.press("m")
+    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "PickModal")
+
+
 async def _run_view(pilot: Any, ids: dict[str, str]) -> None:
     from opsconsole.runbooks import find_runbook, load_runbook
     from opsconsole.runbooks.context import expand_steps
@@ -132,6 +138,12 @@ SCREENS = {
     "help": _visit("question_mark"),
     "run": _visit("2", then=_run_view),
     "declare": _visit("3", "n"),
+    # dialogs and drill-downs are screens too
+    "drill-down": _visit("enter"),
+    "failover": _visit("f"),
+    "plan": _visit("2", "p"),
+    "status-picker": _visit("3", then=_status_picker),
+    "command": _visit("colon"),
 }
 
 

@@ -28,9 +28,17 @@ def _where(
     actor: str | None,
     action: str | None,
     target: str | None,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
 ) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
+    if after_seq is not None:
+        where.append("seq > ?")
+        params.append(after_seq)
+    if before_seq is not None:
+        where.append("seq < ?")
+        params.append(before_seq)
     if since is not None:
         where.append("ts >= ?")
         params.append(isoformat(since))
@@ -72,11 +80,14 @@ def query(
     limit: int | None = None,
     newest_first: bool = False,
     with_hashes: bool = False,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
 ) -> list[dict[str, Any]]:
     """Events matching every given filter. ``action`` and ``target`` match a prefix,
     ignoring case on both engines (``runbook.`` finds every runbook event); a trailing
-    ``*`` is allowed too."""
-    where, params = _where(since, until, actor, action, target)
+    ``*`` is allowed too. ``after_seq``/``before_seq`` page through the log (the console
+    loads what it shows, and then only what is new)."""
+    where, params = _where(since, until, actor, action, target, after_seq, before_seq)
     cols = _ALL if with_hashes else "seq, ts, actor, interface, action, target, details, outcome"
     rows = [dict(r) for r in db.query(_select(cols, where, limit, newest_first), params)]
     for r in rows:

@@ -18,6 +18,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 
 from opsconsole.changes import Change
@@ -130,6 +131,9 @@ class OpsConsoleApp(App[None]):
     ]
 
     show_config_dir = False  # the config directory in the header (set by the CLI entry point)
+    # Open incidents (IncidentView), nearest clock first. Every screen's IncidentBar
+    # watches it: a change redraws the bars, an unchanged list redraws nothing.
+    incidents: reactive[list[Any]] = reactive(list, always_update=False, init=False)
 
     def __init__(
         self,
@@ -149,12 +153,13 @@ class OpsConsoleApp(App[None]):
         self.dashboard: Any = None  # the dashboard screen, once it exists
         self.failovers: dict[str, Any] = {}  # region -> FailoverInfo (the dashboard reads them)
         self.health_updates = 0
-        self.incidents: list[Any] = []  # open incidents (IncidentView), nearest clock first
         self.recent_changes: deque[Change] = deque(maxlen=2000)  # newest last
         self.change_listeners: list[Callable[[list[Change]], None]] = []
         self.own_seqs: set[int] = set()  # audit events this console wrote
         self.changes_seen = 0
         self._help: HelpScreen | None = None
+        self._built_modes: set[str] = set()  # modes whose screen exists (switched to once)
+        self._instant_switch = False
         self._stop_feed = threading.Event()
         _remember_own_records(ctx, self.own_seqs)
         # Engine events arrive on the bus (maybe from a worker thread): hop to the UI loop.
@@ -253,9 +258,6 @@ class OpsConsoleApp(App[None]):
             return
         far = self.ctx.clock() + timedelta(days=3650)
         self.incidents = sorted(found, key=lambda i: i.deadline_due or far)
-        for screen in self.screen_stack:
-            for bar in screen.query("IncidentBar"):
-                bar.refresh()
 
     def action_jump_incident(self) -> None:
         """``i``: the open incident with the nearest deadline (SEV1/SEV2 first)."""
@@ -327,6 +329,22 @@ class OpsConsoleApp(App[None]):
         # While a dialog is open, screen switches and quit wait: a runbook may be asking.
         modal_open = isinstance(self.screen, ModalScreen | HelpScreen)
         return not (modal_open and action in ("show", "quit_console", "command", "help"))
+
+    def switch_mode(self, mode: str) -> Any:
+        """Textual holds every paint for 50 ms on a mode switch (``delay_update``) to hide
+        a screen that is still composing. A mode whose screen was built before has nothing
+        to hide, so it is drawn at once: that hold was most of a screen key's latency
+        (``bench/tui.py``: ``5`` and ``1`` took 72-76 ms, 50 of them waiting)."""
+        self._instant_switch = mode in self._built_modes
+        try:
+            return super().switch_mode(mode)
+        finally:
+            self._instant_switch = False
+            self._built_modes.add(mode)
+
+    def delay_update(self, delay: float = 0.05) -> None:
+        if not self._instant_switch:
+            super().delay_update(delay)
 
     def action_show(self, mode: str) -> None:
         """A screen key: that mode's own screen, even from a run view pushed on it."""

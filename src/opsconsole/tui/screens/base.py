@@ -38,7 +38,22 @@ class OpsScreen(ReadOnlyMixin, Screen[None]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("j", "table_move(1)", "Down", show=False),
         Binding("k", "table_move(-1)", "Up", show=False),
+        Binding("c", "copy_id", "Copy id", show=False),
     ]
+
+    def selected_id(self) -> str | None:
+        """The id of what the cursor is on (a run, an incident, a drill, an event's
+        target): what ``c`` copies. Screens with a list override it."""
+        return None
+
+    def action_copy_id(self) -> None:
+        """``c`` copies the highlighted row's id to the clipboard (OSC 52), as in k9s."""
+        ident = self.selected_id()
+        if not ident:
+            self.app.notify("nothing to copy here", severity="warning", timeout=3)
+            return
+        self.app.copy_to_clipboard(ident)
+        self.app.notify(f"copied {ident}", timeout=3)
 
     def action_table_move(self, delta: int) -> None:
         """``j``/``k`` on tables, as in k9s and lazygit."""

@@ -25,7 +25,13 @@ from textual.widgets import Header, Input, Static
 
 from opsconsole.tui.feed import HealthSnapshot
 from opsconsole.tui.screens.base import OpsScreen
-from opsconsole.tui.widgets.common import ago, local_time, served_by_text, state_text
+from opsconsole.tui.widgets.common import (
+    ago,
+    local_time,
+    served_by_text,
+    state_text,
+    update_if_changed,
+)
 from opsconsole.tui.widgets.detail import CellDetail, cell_detail_text
 from opsconsole.tui.widgets.grid import HealthGrid
 from opsconsole.tui.widgets.key_footer import KeyFooter
@@ -63,7 +69,6 @@ class DashboardScreen(OpsScreen):
         Binding("f", "failover", "Fail over"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("s", "toggle_sort", "Sort"),
-        Binding("c", "copy_id", "Copy id", show=False),
     ]
 
     def __init__(self) -> None:
@@ -108,6 +113,11 @@ class DashboardScreen(OpsScreen):
     # --- live updates (the app polls the feed; see OpsConsoleApp._poll) -------------
 
     def on_screen_resume(self) -> None:
+        # Drawn first as it was left (at most a second old), brought up to date right
+        # after: a screen key never waits for the catch-up.
+        self.call_after_refresh(self._catch_up)
+
+    def _catch_up(self) -> None:
         self.refresh_failovers(force=True)  # e.g. back from the run of a failover
         if self.stale and self.app.last_snapshot is not None:  # type: ignore[attr-defined]
             self.apply_snapshot(self.app.last_snapshot)  # type: ignore[attr-defined]
@@ -175,7 +185,7 @@ class DashboardScreen(OpsScreen):
             text.append(describe(c, who=False))
         if not recent:
             text.append("\nnothing yet", style="dim")
-        tail.update(text)
+        update_if_changed(tail, text, layout=False)  # its height is set here, not by the text
         tail.styles.height = lines + 2
         tail.display = True
 
@@ -247,14 +257,14 @@ class DashboardScreen(OpsScreen):
             text.append(f"⇄ {r.id} ({r.name}) {r.state}", style="bold")
             text.append(f" · still {served_by_text(self.failovers[r.id], now)}", style="yellow")
             text.append("   ")
-        banner.update(text)
+        update_if_changed(banner, text)
         banner.display = True
 
     def _draw_host(self) -> None:
         host = self.snapshot.host
         panel = self.query_one("#host-panel", Static)
         if host is None:
-            panel.update(Text("HOST  no metrics", style="dim"))
+            update_if_changed(panel, Text("HOST  no metrics", style="dim"))
             return
         text = Text("HOST ", style="bold")
         text.append(
@@ -265,14 +275,16 @@ class DashboardScreen(OpsScreen):
         )
         for alert in host.alerts:
             text.append(f"  ▲ {alert}", style="bold yellow")
-        panel.update(text)
+        update_if_changed(panel, text)
 
     def _draw_side(self) -> None:
         side = self.query_one("#side-detail", Static)
         side.display = self.size.width >= 140
         row = self.query_one(HealthGrid).current_row
         if side.display and row is not None:
-            side.update(cell_detail_text(row, self.now or self.ctx.clock()))
+            # A fixed-size panel: new text, no new layout.
+            detail = cell_detail_text(row, self.now or self.ctx.clock())
+            update_if_changed(side, detail, layout=False)
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -285,12 +297,12 @@ class DashboardScreen(OpsScreen):
         grid.set_worst_first(not grid.worst_first)
         self.app.notify("worst first" if grid.worst_first else "inventory order", timeout=2)
 
-    def action_copy_id(self) -> None:
+    def selected_id(self) -> str | None:
+        """``c`` copies ``region`` or ``region/service``."""
         row = self.query_one(HealthGrid).current_row
-        if row is not None:
-            ident = row.region.id + (f"/{row.target.service}" if row.target else "")
-            self.app.copy_to_clipboard(ident)
-            self.app.notify(f"copied {ident}", timeout=3)
+        if row is None:
+            return None
+        return row.region.id + (f"/{row.target.service}" if row.target else "")
 
     def on_health_grid_highlighted(self, message: HealthGrid.Highlighted) -> None:
         self._draw_side()

@@ -187,6 +187,12 @@ class DrillsScreen(OpsScreen):
         if event.input.id == "drill-filter":
             self.reload()
 
+    def selected_id(self) -> str | None:
+        table = self.query_one("#drill-table", DataTable)
+        if not self.rows or table.cursor_row >= len(self.rows):
+            return None
+        return str(self.rows[table.cursor_row]["name"])
+
     def action_run_drill(self) -> None:
         """Run the selected live drill now, attended: prompts come to this console."""
         from opsconsole.drills.execute import DrillContext, run_drill

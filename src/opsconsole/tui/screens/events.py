@@ -12,12 +12,14 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Header, Input, Static
+from textual.reactive import reactive
+from textual.widgets import Header, Input, Static
 
 from opsconsole.changes import Change, describe, matches
 from opsconsole.tui.screens.base import OpsScreen
 from opsconsole.tui.widgets.common import local_time, outcome_text
 from opsconsole.tui.widgets.key_footer import KeyFooter
+from opsconsole.tui.widgets.log_table import LogTable
 
 __all__ = ["EventsScreen"]
 
@@ -31,13 +33,19 @@ def newsworthy(change: Change) -> bool:
 
 
 class EventsScreen(OpsScreen):
+    """Follows the app's change feed: each change adds its rows on top, a new filter
+    rebuilds the list once (from memory, the store is not read)."""
+
     TITLE = "Events"
     AUTO_FOCUS = "#events-table"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "copy_id", "Copy id")]
 
+    filter_text: reactive[str] = reactive("", init=False)
+
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[Change] = []
+        self.rows: list[Change] = []  # shown order, newest first
+        self.rebuilds = 0  # full rebuilds (a new filter); tests count them
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -46,17 +54,17 @@ class EventsScreen(OpsScreen):
             classes="filter",
             id="events-filter",
         )
-        table: DataTable[Any] = DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield LogTable(id="events-table")
         yield Static("", id="events-hint", classes="status-line")
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one(LogTable)
         # Priority order: at 80 columns the last ones are cut, never time/who/what.
         table.add_columns("time", "who", "via", "result", "what")
         self.app.change_listeners.append(self._changed)  # type: ignore[attr-defined]
         self.reload()
+        self._hint()
 
     def on_unmount(self) -> None:
         listeners = self.app.change_listeners  # type: ignore[attr-defined]
@@ -64,43 +72,54 @@ class EventsScreen(OpsScreen):
             listeners.remove(self._changed)
 
     def _changed(self, changes: list[Change]) -> None:
-        if any(newsworthy(c) for c in changes):
-            self.reload()
-
-    def reload(self) -> None:
-        text = self.query_one("#events-filter", Input).value
-        recent = list(self.app.recent_changes)  # type: ignore[attr-defined]
-        rows = [c for c in reversed(recent) if newsworthy(c) and matches(c, text)][:SHOWN]
-        if [c.seq for c in rows] == [c.seq for c in self.rows]:
+        newest = self.rows[0].seq if self.rows else 0
+        fresh = [
+            c
+            for c in reversed(changes)
+            if c.seq > newest and newsworthy(c) and matches(c, self.filter_text)
+        ]
+        if not fresh:
             return
-        self.rows = rows
-        table = self.query_one(DataTable)
-        keep = table.cursor_row
-        table.clear()
-        for c in rows:
-            table.add_row(
-                local_time(c.ts, now=self.ctx.clock()),
-                c.actor,
-                c.interface,
-                outcome_text(c.outcome),
-                describe(c, who=False),
-                key=str(c.seq),
-            )
-        if rows:
-            table.move_cursor(row=min(keep, len(rows) - 1))
-        self.query_one("#events-hint", Static).update(
-            f"{len(rows)} event(s), newest first · live · / filter · c copies the target id"
-            if rows
-            else "no events match"
-        )
+        self.rows = (fresh + self.rows)[:SHOWN]
+        self.query_one(LogTable).prepend([self._cells(c) for c in fresh], limit=SHOWN)
+        self._hint()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "events-filter":
-            self.reload()
+            self.filter_text = event.value
 
-    def action_copy_id(self) -> None:
-        table = self.query_one(DataTable)
-        if self.rows and table.cursor_row < len(self.rows):
-            target = self.rows[table.cursor_row].target
-            self.app.copy_to_clipboard(target)
-            self.app.notify(f"copied {target}", timeout=3)
+    def watch_filter_text(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        recent = list(self.app.recent_changes)  # type: ignore[attr-defined]
+        rows = [c for c in reversed(recent) if newsworthy(c) and matches(c, self.filter_text)]
+        rows = rows[:SHOWN]
+        if [c.seq for c in rows] == [c.seq for c in self.rows]:
+            return
+        self.rows = rows
+        self.rebuilds += 1
+        self.query_one(LogTable).replace([self._cells(c) for c in rows])
+        self._hint()
+
+    def _cells(self, c: Change) -> tuple[int, tuple[Any, ...]]:
+        return c.seq, (
+            local_time(c.ts, now=self.ctx.clock()),
+            c.actor,
+            c.interface,
+            outcome_text(c.outcome),
+            describe(c, who=False),
+        )
+
+    def _hint(self) -> None:
+        self.query_one("#events-hint", Static).update(
+            f"{len(self.rows)} event(s), newest first · live · / filter · c copies the target id"
+            if self.rows
+            else "no events match"
+        )
+
+    def selected_id(self) -> str | None:
+        index = self.query_one(LogTable).cursor_row
+        if not self.rows or index >= len(self.rows):
+            return None
+        return self.rows[index].target or None

@@ -43,7 +43,6 @@ class IncidentScreen(OpsScreen):
         Binding("D", "decide", "Decide", show=False),
         Binding("A", "assign_role", "Assign", show=False),
         Binding("e", "export_report", "Report"),
-        Binding("c", "copy_id", "Copy id", show=False),
     ]
 
     def __init__(self, incident_id: str) -> None:
@@ -356,9 +355,8 @@ class IncidentScreen(OpsScreen):
         self.app.notify(f"report written to {path}", timeout=10)
         self.reload()
 
-    def action_copy_id(self) -> None:
-        self.app.copy_to_clipboard(self.incident_id)
-        self.app.notify(f"copied {self.incident_id}", timeout=3)
+    def selected_id(self) -> str | None:
+        return self.incident_id
 
     def action_launch_task_runbook(self) -> None:
         from opsconsole.errors import OpsError

@@ -33,7 +33,7 @@ class IncidentsScreen(OpsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "declare_incident", "Declare"),
         Binding("enter", "open", "Open", show=False),
-        Binding("c", "toggle_closed", "Show closed"),
+        Binding("a", "toggle_closed", "All/open"),  # c copies the id, as everywhere
     ]
 
     def __init__(self) -> None:
@@ -128,6 +128,12 @@ class IncidentsScreen(OpsScreen):
     def action_toggle_closed(self) -> None:
         self.show_closed = not self.show_closed
         self.reload()
+
+    def selected_id(self) -> str | None:
+        table = self.query_one("#inc-table", DataTable)
+        if self.rows and table.cursor_row < len(self.rows):
+            return str(self.rows[table.cursor_row][0].id)
+        return None
 
     def action_open(self) -> None:
         from opsconsole.tui.screens.incident_view import IncidentScreen

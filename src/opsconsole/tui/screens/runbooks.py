@@ -42,6 +42,7 @@ class RunbooksScreen(OpsScreen):
         self.all_books: list[Any] | None = None  # read once; ``g`` reloads
         self.all_runs: list[dict[str, Any]] = []
         self._details: dict[tuple[str, int], Any] = {}
+        self._loaded = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -61,12 +62,19 @@ class RunbooksScreen(OpsScreen):
         runs = self.query_one("#run-table", DataTable)
         # State first: at 80 columns the right-most columns are the ones cut.
         runs.add_columns("state", "run", "runbook", "by", "started")
-        self.reload_runs()
-        self.reload()
-        self.set_interval(2.0, self.reload_runs)
         # Runs started, finished or approved in other consoles show within a second.
         self.app.change_listeners.append(self._store_changed)  # type: ignore[attr-defined]
         books.focus()
+        # Drawn first, filled right after: reading the runbook files and the runs never
+        # holds up the screen key.
+        self.call_after_refresh(self._first_load)
+
+    def _first_load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            self.reload_runs()
+            self.reload()
+            self.set_interval(2.0, self.reload_runs)
 
     def on_unmount(self) -> None:
         listeners = self.app.change_listeners  # type: ignore[attr-defined]
@@ -78,7 +86,7 @@ class RunbooksScreen(OpsScreen):
             self.reload_runs()  # (a hidden screen reloads when it comes back)
 
     def on_screen_resume(self) -> None:
-        self.reload_runs()
+        self.call_after_refresh(self.reload_runs)
 
     # --- data ----------------------------------------------------------------------
 
@@ -150,12 +158,22 @@ class RunbooksScreen(OpsScreen):
             self.action_plan()
 
     def selected_book(self) -> Any | None:
+        self._first_load()  # a key typed ahead of the first load acts on the real list
         table = self.query_one("#rb-table", DataTable)
         if not self.books or table.cursor_row >= len(self.books):
             return None
         return self.books[table.cursor_row]
 
+    def selected_id(self) -> str | None:
+        """The run id on the runs list, the runbook's name on the runbooks list."""
+        if self.focused is not None and self.focused.id == "run-table":
+            run = self.selected_run()
+            return str(run["id"]) if run else None
+        book = self.selected_book()
+        return book.name if book is not None else None
+
     def selected_run(self) -> dict[str, Any] | None:
+        self._first_load()
         table = self.query_one("#run-table", DataTable)
         if not self.runs or table.cursor_row >= len(self.runs):
             return None

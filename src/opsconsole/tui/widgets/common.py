@@ -19,6 +19,7 @@ __all__ = [
     "severity_rank",
     "sparkline",
     "state_text",
+    "update_if_changed",
 ]
 
 # state -> (symbol, word, style). The word and symbol carry the meaning; colour helps.
@@ -84,6 +85,16 @@ def outcome_text(outcome: str) -> Text:
     if outcome in BAD_OUTCOMES:
         return Text(f"✖ {outcome}", style="bold red")
     return Text(f"· {outcome}")
+
+
+def update_if_changed(widget: Any, content: Text | str, *, layout: bool = True) -> bool:
+    """``Static.update`` only when the content differs. Every update lays the whole screen
+    out again; the dashboard redraws its panels each second, mostly with the same text.
+    ``layout=False`` for a widget whose size does not follow its content."""
+    if widget.content == content:
+        return False
+    widget.update(content, layout=layout)
+    return True
 
 
 def state_text(state: str, *, short: bool = False) -> Text:

@@ -1,8 +1,9 @@
 """The incident line under the header of every screen: open SEV1/SEV2 incidents (id,
 severity, status) and the nearest deadline counting down; ``i`` jumps to it.
 
-The app keeps the list (``OpsConsoleApp.incidents``, re-read every 5 s and on every
-incident change from any process); the bar only draws it, once a second.
+The app keeps the list (``OpsConsoleApp.incidents``, a reactive re-read every 5 s and on
+every incident change from any process); the bar watches it and draws it, and redraws the
+countdown once a second.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class IncidentBar(Static):
         self.now: datetime | None = None  # fixed clock for snapshot tests
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.refresh)
+        self.set_interval(1.0, self.refresh)  # the countdown
+        self.watch(self.app, "incidents", lambda _: self.refresh(), init=False)
 
     def render(self) -> Text:
         incidents = getattr(self.app, "incidents", [])

@@ -78,3 +78,21 @@ def refuse_inserts(db: Any, table: str, message: str = "disk full") -> None:
             f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
         )
+
+
+def allow_inserts(db: Any, table: str) -> None:
+    """Remove the trigger :func:`refuse_inserts` made."""
+    on = f" ON {table}" if db.engine == "postgresql" else ""
+    db.execute(f"DROP TRIGGER refuse{on}")
+
+
+def stored_text(db: Any) -> str:
+    """Everything the database holds, as text (to show that a secret was never stored):
+    SQLite's SQL dump, or every row of every table on PostgreSQL."""
+    if db.engine == "sqlite":
+        return "\n".join(db.conn.iterdump())
+    return "\n".join(
+        row[0]
+        for table in sorted(db.table_names())
+        for row in db.execute(f"SELECT t::text FROM {table} AS t").fetchall()
+    )

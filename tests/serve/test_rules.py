@@ -23,6 +23,13 @@ from tests.helpers import cli
 from tests.serve.helpers import Serve, wait_until, write_config
 from tests.serve.test_serve import FIRING
 
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
+
 TOUCH_RUNBOOK = """\
 name: touch
 description: writes a marker file (stands in for a failover)
@@ -291,7 +298,9 @@ def test_rules_schema_and_list(tmp_path: Path) -> None:
     )
 
 
-def test_flapping_service_within_the_cool_down_starts_one_run(tmp_path: Path) -> None:
+def test_flapping_service_within_the_cool_down_starts_one_run(
+    tmp_path: Path, db_path: Path
+) -> None:
     rule = {
         "name": "payments-down-failover",
         "when": {"health": {"region": "sa-east-1", "service": "payments", "state": "down"}},
@@ -300,7 +309,6 @@ def test_flapping_service_within_the_cool_down_starts_one_run(tmp_path: Path) ->
         "dedup_key": "{{ event.region }}",
     }
     config = _config(tmp_path, [rule])
-    db_path = tmp_path / "serve.db"
     serve = Serve(config.directory, db_path, "--tick", "0.1")
     try:
         db = open_db(db_path)

@@ -79,11 +79,18 @@ class Scheduler:
         return out
 
     def wait_event(self, name: str, timeout: float = 240) -> dict[str, Any]:
-        return wait_for(
-            lambda: next((e for e in self.events() if e["event"] == name), None),
-            timeout=timeout,
-            what=f"log event {name}: {self.log.read_text()[-2000:]}",
-        )
+        def logged() -> dict[str, Any] | None:
+            found = next((e for e in self.events() if e["event"] == name), None)
+            if found is None and self.proc.poll() is not None:
+                found = next((e for e in self.events() if e["event"] == name), None)
+                if found is None:  # it will never come: fail now, not after the deadline
+                    raise AssertionError(
+                        f"scheduler exited {self.proc.returncode} before logging {name}: "
+                        f"{self.log.read_text()[-2000:]}"
+                    )
+            return found
+
+        return wait_for(logged, timeout=timeout, what=f"log event {name}: {self.log}")
 
     def stop(self, timeout: float = 240) -> int:
         if self.proc.poll() is None:

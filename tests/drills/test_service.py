@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
+from opsconsole import identity
 from opsconsole.audit import AuditLog, query
 from opsconsole.config import load_config
 from opsconsole.drills import plans, store
@@ -142,7 +143,9 @@ def test_scheduler_fires_a_due_cron_drill_and_records_measured_rto(
     s = scheduler()
     [run] = wait_for(lambda: finished(db_path, "every3s"), what="a scheduled drill result")[:1]
     assert run.status == "passed", run
-    assert run.kind == "live" and run.interface == "scheduler" and run.actor == "scheduler"
+    # The scheduler's identity: "scheduler" on SQLite, its own database role on PostgreSQL.
+    assert run.actor == identity.service(db=open_db(db_path)).name
+    assert run.kind == "live" and run.interface == "scheduler"
     assert run.trigger == "schedule" and run.scheduled_for is not None
     assert run.scheduled_for.second % 3 == 0
     assert run.rto_seconds is not None and 0 < run.rto_seconds < 60 and run.rto_met is True

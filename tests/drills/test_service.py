@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
+from opsconsole import identity
 from opsconsole.audit import AuditLog, query
 from opsconsole.config import load_config
 from opsconsole.drills import plans, store
@@ -79,11 +80,18 @@ class Scheduler:
         return out
 
     def wait_event(self, name: str, timeout: float = 240) -> dict[str, Any]:
-        return wait_for(
-            lambda: next((e for e in self.events() if e["event"] == name), None),
-            timeout=timeout,
-            what=f"log event {name}: {self.log.read_text()[-2000:]}",
-        )
+        def logged() -> dict[str, Any] | None:
+            found = next((e for e in self.events() if e["event"] == name), None)
+            if found is None and self.proc.poll() is not None:
+                found = next((e for e in self.events() if e["event"] == name), None)
+                if found is None:  # it will never come: fail now, not after the deadline
+                    raise AssertionError(
+                        f"scheduler exited {self.proc.returncode} before logging {name}: "
+                        f"{self.log.read_text()[-2000:]}"
+                    )
+            return found
+
+        return wait_for(logged, timeout=timeout, what=f"log event {name}: {self.log}")
 
     def stop(self, timeout: float = 240) -> int:
         if self.proc.poll() is None:
@@ -135,7 +143,9 @@ def test_scheduler_fires_a_due_cron_drill_and_records_measured_rto(
     s = scheduler()
     [run] = wait_for(lambda: finished(db_path, "every3s"), what="a scheduled drill result")[:1]
     assert run.status == "passed", run
-    assert run.kind == "live" and run.interface == "scheduler" and run.actor == "scheduler"
+    # The scheduler's identity: "scheduler" on SQLite, its own database role on PostgreSQL.
+    assert run.actor == identity.service(db=open_db(db_path)).name
+    assert run.kind == "live" and run.interface == "scheduler"
     assert run.trigger == "schedule" and run.scheduled_for is not None
     assert run.scheduled_for.second % 3 == 0
     assert run.rto_seconds is not None and 0 < run.rto_seconds < 60 and run.rto_met is True

@@ -8,9 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opsconsole.demo import DemoInfo
 from tests.health.servers import svc, write_config
 from tests.helpers import cli
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here keeps state in the store: run each on SQLite and on PostgreSQL."""
+    return store_engine
 
 
 def test_status_exit_0_when_all_ok(tmp_path: Path, servers: Callable[..., Any]) -> None:

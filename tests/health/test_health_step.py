@@ -13,6 +13,13 @@ import pytest
 from tests.health.servers import svc, write_config
 from tests.helpers import cli
 
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here keeps state in the store: run each on SQLite and on PostgreSQL."""
+    return store_engine
+
+
 # r1 healthy; r2 one critical service down (the failover plan used to call this "not
 # down": it wanted every service down); r3 only a non-critical service down; r4 all
 # down; r5 one of two endpoints of a critical service down.

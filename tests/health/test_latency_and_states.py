@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opsconsole.events import EventBus
 from opsconsole.health import storage
 from opsconsole.health.model import StateChanged
@@ -94,12 +96,13 @@ async def test_flapping_is_detected_and_held_until_it_settles(
     assert any(e.level == "service" and e.old == "flapping" and e.new == "ok" for e in seen)
 
 
+@pytest.mark.usefixtures("store_engine")
 async def test_timeouts_count_in_percentiles_and_the_history(
-    tmp_path: Path, servers: Callable[..., Any]
+    tmp_path: Path, db_path: Path, servers: Callable[..., Any]
 ) -> None:
     srv = servers()
     cfg = write_config(tmp_path / "cfg", {"api": svc(srv.url, timeout_seconds=0.5)})
-    db = open_db(tmp_path / "db.sqlite")
+    db = open_db(db_path)
     async with Monitor(cfg, db=db) as mon:
         for _ in range(3):
             await mon.sweep()

@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opsconsole.audit import AuditLog, query
 from opsconsole.config import Webhook
 from opsconsole.health import storage
@@ -29,8 +31,9 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 20) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.usefixtures("store_engine")
 async def test_state_changes_are_audited_and_posted_to_webhooks(
-    tmp_path: Path, servers: Callable[..., Any]
+    tmp_path: Path, db_path: Path, servers: Callable[..., Any]
 ) -> None:
     target, sink = servers(), servers()
     hooks = [
@@ -39,7 +42,7 @@ async def test_state_changes_are_audited_and_posted_to_webhooks(
         {"name": "runbooks-only", "url": sink.url + "hook", "events": ["runbook.*"]},
     ]
     cfg = write_config(tmp_path / "cfg", {"api": svc(target.url)}, probe=FAST, webhooks=hooks)
-    db = open_db(tmp_path / "db.sqlite")
+    db = open_db(db_path)
     audit = AuditLog(db, actor="tester")
     async with Monitor(cfg, db=db, audit=audit) as mon:
         await mon.sweep()  # unknown -> ok: not news
@@ -91,8 +94,9 @@ def test_find_webhook_names_the_known_ones(tmp_path: Path) -> None:
         find_webhook(cfg.settings, "nope")
 
 
+@pytest.mark.usefixtures("store_engine")
 async def test_samples_are_stored_rolled_up_and_replayed(
-    tmp_path: Path, servers: Callable[..., Any]
+    tmp_path: Path, db_path: Path, servers: Callable[..., Any]
 ) -> None:
     srv = servers()
     cfg = write_config(
@@ -100,7 +104,7 @@ async def test_samples_are_stored_rolled_up_and_replayed(
         {"api": svc(srv.url)},
         probe={"hysteresis": {"down_after": 3, "recover_after": 2}},
     )
-    db = open_db(tmp_path / "db.sqlite")
+    db = open_db(db_path)
     srv.mode = "fail"
     async with Monitor(cfg, db=db) as mon:
         assert (await mon.sweep()).service("r1", "api").state == "degraded"

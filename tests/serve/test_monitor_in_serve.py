@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from opsconsole import outbox
 from opsconsole.store import open_db
 from tests.health.servers import HttpServer, LoopThread, svc, write_config
 from tests.serve.helpers import Serve, wait_until
 
 
-def test_serve_runs_the_monitor_and_scheduler(tmp_path: Path, lt: LoopThread) -> None:
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
+
+def test_serve_runs_the_monitor_and_scheduler(
+    tmp_path: Path, db_path: Path, lt: LoopThread
+) -> None:
     target = HttpServer(lt)
     cfg = write_config(tmp_path / "config", {"payments": svc(target.url)})
-    db_path = tmp_path / "serve.db"
     serve = Serve(cfg.directory, db_path, "--monitor", "--scheduler", "--tick", "0.1")
     try:
         with serve.client() as c:

@@ -16,9 +16,16 @@ from opsconsole.delivery import Deliverer
 from opsconsole.incidents import IncidentService
 from opsconsole.store import open_db
 from tests.health.servers import LoopThread
-from tests.helpers import cli
+from tests.helpers import cli, stored_text
 from tests.serve.conftest import Mailbox
 from tests.serve.helpers import Receiver, write_config
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
 
 FAST = {"max_attempts": 4, "backoff_initial_seconds": 0.02, "backoff_max_seconds": 0.1}
 
@@ -154,7 +161,7 @@ def test_pagerduty_dedup_key_is_stable_across_trigger_ack_resolve(
     ]
     assert pd.accepted[0]["payload"]["severity"] == "critical"
     assert all(b["routing_key"] == "R0UTINGKEY-secret-1234" for b in pd.accepted)
-    dump = "\n".join(db.iterdump())
+    dump = stored_text(db)
     assert "R0UTINGKEY-secret-1234" not in dump  # the key is never stored
     pd.close()
 

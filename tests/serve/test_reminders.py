@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from opsconsole import outbox
 from opsconsole.audit import AuditLog
 from opsconsole.config import load_config
@@ -15,9 +17,13 @@ from tests.incidents.conftest import Clock
 from tests.serve.helpers import write_config
 
 
-def test_deadline_approaching_and_update_due_are_queued_once(
-    tmp_path: Path, db_path: Path
-) -> None:
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
+
+def test_deadline_approaching_and_update_due_are_queued_once(tmp_path: Path, db_path: Path) -> None:
     clock = Clock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
     db = open_db(db_path)
     config = load_config(write_config(tmp_path / "config"))

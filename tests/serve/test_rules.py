@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from opsconsole import outbox
-from opsconsole.audit import AuditLog, os_user
+from opsconsole.audit import AuditLog
 from opsconsole.config import Config, load_config
+from opsconsole.identity import current
 from opsconsole.incidents import IncidentService
 from opsconsole.incidents.intake import ingest, parse_payload
 from opsconsole.rules.engine import RuleEngine, RuleEvent
@@ -22,6 +23,13 @@ from opsconsole.store import open_db
 from tests.helpers import cli
 from tests.serve.helpers import Serve, wait_until, write_config
 from tests.serve.test_serve import FIRING
+
+
+@pytest.fixture(autouse=True)
+def _on_both_engines(store_engine: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+    return store_engine
+
 
 TOUCH_RUNBOOK = """\
 name: touch
@@ -291,7 +299,9 @@ def test_rules_schema_and_list(tmp_path: Path) -> None:
     )
 
 
-def test_flapping_service_within_the_cool_down_starts_one_run(tmp_path: Path) -> None:
+def test_flapping_service_within_the_cool_down_starts_one_run(
+    tmp_path: Path, db_path: Path
+) -> None:
     rule = {
         "name": "payments-down-failover",
         "when": {"health": {"region": "sa-east-1", "service": "payments", "state": "down"}},
@@ -300,7 +310,6 @@ def test_flapping_service_within_the_cool_down_starts_one_run(tmp_path: Path) ->
         "dedup_key": "{{ event.region }}",
     }
     config = _config(tmp_path, [rule])
-    db_path = tmp_path / "serve.db"
     serve = Serve(config.directory, db_path, "--tick", "0.1")
     try:
         db = open_db(db_path)
@@ -327,7 +336,8 @@ def test_flapping_service_within_the_cool_down_starts_one_run(tmp_path: Path) ->
         wait_until(lambda: db.execute("SELECT seq FROM rule_cursor").fetchone()[0] >= last)
         serve.wait_for("rule.runbook", timeout=30)
         runs = db.execute("SELECT status, actor FROM runs").fetchall()
-        assert [tuple(r) for r in runs] == [("waiting_approval", os_user())]  # serve's account
+        # serve's account: its OS account on SQLite, its database role on PostgreSQL
+        assert [tuple(r) for r in runs] == [("waiting_approval", current(db=db).name)]
         firings = db.execute("SELECT count FROM rule_firings").fetchall()
         assert [tuple(f) for f in firings] == [(1,)]
         audited = db.execute("SELECT COUNT(*) FROM audit_events WHERE action = 'rule.fired'")
@@ -400,14 +410,16 @@ def test_rule_runbooks_go_through_the_access_policy(tmp_path: Path, db_path: Pat
     from opsconsole.access import apply_policy
 
     config = _config(tmp_path, [PAYMENTS_ALERT_RULE])
-    me = os_user()
+    db = open_db(db_path)
+    me = current(db=db).name
+    # A policy names OS accounts, and on PostgreSQL database roles.
+    kind = "database_roles" if db.engine == "postgresql" else "users"
     policy = tmp_path / "access.yaml"
     policy.write_text(
-        "roles:\n  service:\n    members: {users: [" + me + "]}\n    allow:\n"
+        "roles:\n  service:\n    members: {" + kind + ": [" + me + "]}\n    allow:\n"
         "      - incident.declare\n"
         "      - {permissions: [runbook.run], runbooks: [regional-failover]}\n"
     )
-    db = open_db(db_path)
     audit = AuditLog(db, actor=me, interface="api")
     apply_policy(audit, policy)
     engine = RuleEngine(db, audit, config, load_rules(config), db_path=db_path)

@@ -14,7 +14,7 @@ import pytest
 
 from opsconsole.store import open_db
 from tests.health.servers import self_signed
-from tests.helpers import cli
+from tests.helpers import allow_inserts, cli, refuse_inserts, stored_text
 from tests.serve.helpers import TOKEN, Serve, write_config
 
 FIRING: dict[str, Any] = {
@@ -39,14 +39,23 @@ FIRING: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, Path]]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Serve, Path]]:
+    """One serve process for the module, on each engine in turn (``store_engine`` is
+    per test; this one lives as long as the module)."""
     base = tmp_path_factory.mktemp("serve")
     cfg = write_config(base / "config")
-    db = base / "serve.db"
+    cluster = request.getfixturevalue("pg_cluster") if request.param == "postgresql" else None
+    db: Any = cluster.new_database() if cluster else base / "serve.db"
     proc = Serve(cfg, db, "--max-body", "4096")
     yield proc, db
     assert proc.stop() == 0
+    if cluster:
+        cluster.drop_database(db)
 
 
 def _refusals(db: Path) -> list[dict[str, Any]]:
@@ -76,7 +85,7 @@ def test_healthz_needs_no_token_and_everything_else_does(served: tuple[Serve, Pa
         ("/readyz", "wrong token"),
     ]
     assert all(r["outcome"] == "refused" and r["status"] == 401 for r in refused)
-    dump = "\n".join(open_db(db).iterdump())
+    dump = stored_text(open_db(db))
     assert "wrong-token-but-long-enough" not in dump and TOKEN not in dump
     assert "PaymentsDown" not in dump  # the refused body was never read
 
@@ -97,7 +106,7 @@ def test_oversized_body_is_refused_with_413(served: tuple[Serve, Path]) -> None:
         assert chunked.status_code == 413
     last = _refusals(db)[-2:]
     assert [(r["status"], r["reason"]) for r in last] == [(413, "body too large")] * 2
-    assert "xxxxxxxxxx" not in "\n".join(open_db(db).iterdump())
+    assert "xxxxxxxxxx" not in stored_text(open_db(db))
 
 
 def test_alertmanager_endpoint_is_idempotent(served: tuple[Serve, Path]) -> None:
@@ -119,10 +128,11 @@ def test_alertmanager_endpoint_is_idempotent(served: tuple[Serve, Path]) -> None
     assert 'opsconsole_outbox_messages{status="pending"}' in metrics
 
 
-def test_tls(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("store_engine")
+def test_tls(tmp_path: Path, db_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     cfg = write_config(tmp_path / "config")
-    proc = Serve(cfg, tmp_path / "db", "--tls-cert", str(cert), "--tls-key", str(key))
+    proc = Serve(cfg, db_path, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         assert proc.url.startswith("https://127.0.0.1:")
         ctx = ssl.create_default_context(cafile=str(cert))
@@ -151,11 +161,12 @@ def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     assert half.exit_code == 2 and "--tls-key" in half.stderr
 
 
-def test_sighup_reloads_rules_and_keeps_them_when_broken(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("store_engine")
+def test_sighup_reloads_rules_and_keeps_them_when_broken(tmp_path: Path, db_path: Path) -> None:
     import signal
 
     cfg = write_config(tmp_path / "config", rules=[])
-    proc = Serve(cfg, tmp_path / "db")
+    proc = Serve(cfg, db_path)
     try:
         assert proc.wait_for("serve.listening")["rules"] == 0
         rule = "rules:\n  - name: r\n    when: {health: {}}\n    then: {notify: {text: x}}\n"
@@ -169,21 +180,20 @@ def test_sighup_reloads_rules_and_keeps_them_when_broken(tmp_path: Path) -> None
         assert proc.stop() == 0
 
 
-def test_store_failure_answers_503_so_alertmanager_sends_again(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("store_engine")
+def test_store_failure_answers_503_so_alertmanager_sends_again(
+    tmp_path: Path, db_path: Path
+) -> None:
     cfg = write_config(tmp_path / "config")
-    db_path = tmp_path / "db"
     proc = Serve(cfg, db_path)
     db = open_db(db_path)
     try:
-        db.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON incidents "
-            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
-        )
+        refuse_inserts(db, "incidents", "disk full (simulated)")
         with proc.client() as c:
             failed = c.post("/v1/alertmanager", json=FIRING)
             assert failed.status_code == 503 and "disk full" in failed.json()["error"]
             assert db.execute("SELECT COUNT(*) FROM alert_groups").fetchone()[0] == 0
-            db.execute("DROP TRIGGER refuse")
+            allow_inserts(db, "incidents")
             assert c.post("/v1/alertmanager", json=FIRING).json()["action"] == "declared"
     finally:
         assert proc.stop() == 0

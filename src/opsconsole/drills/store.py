@@ -164,6 +164,22 @@ def _m0002(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE scheduler_lock")
 
 
+@migrations(name="0003_drill_runs_seq")
+def _m0003(db: sqlite_utils.Database) -> None:
+    """An insertion order for drill runs (the tie-breaker between runs of one moment):
+    SQLite's implicit rowid served until now, PostgreSQL has none."""
+    db.execute("ALTER TABLE drill_runs ADD COLUMN seq INTEGER")
+    if db.engine == "sqlite":
+        db.execute("UPDATE drill_runs SET seq = rowid")
+    else:
+        db.execute(
+            "UPDATE drill_runs SET seq = n.seq FROM (SELECT id, row_number() OVER "
+            "(ORDER BY COALESCE(started_at, scheduled_for), id) AS seq FROM drill_runs) AS n "
+            "WHERE drill_runs.id = n.id"
+        )
+    db.execute("CREATE INDEX drill_runs_seq ON drill_runs(seq)")
+
+
 @dataclass
 class DrillRun:
     id: str
@@ -225,6 +241,7 @@ def _to_row(values: dict[str, Any]) -> dict[str, Any]:
 
 def _from_row(row: dict[str, Any]) -> DrillRun:
     data = dict(row)
+    data.pop("seq", None)
     for key in _TIMES:
         if data.get(key):
             data[key] = parse_when(data[key])
@@ -258,7 +275,12 @@ def audited(
 def insert_run(db: sqlite_utils.Database, run: DrillRun) -> None:
     row = _to_row(run.__dict__)
     cols = ", ".join(row)
-    db.execute(f"INSERT INTO drill_runs ({cols}) VALUES ({', '.join(':' + c for c in row)})", row)
+    values = ", ".join(":" + c for c in row)
+    db.execute(
+        f"INSERT INTO drill_runs ({cols}, seq) VALUES ({values}, "
+        "(SELECT COALESCE(MAX(seq), 0) + 1 FROM drill_runs))",
+        row,
+    )
     for text in run.findings:
         add_finding(db, run.id, text)
 
@@ -324,7 +346,7 @@ def history(
         where.append(f"{moment} < ?")
         params.append(isoformat(until))
     sql = "SELECT * FROM drill_runs" + (" WHERE " + " AND ".join(where) if where else "")
-    sql += f" ORDER BY {moment} DESC, rowid DESC"
+    sql += f" ORDER BY {moment} DESC, seq DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
     runs = [_from_row(r) for r in db.query(sql, params)]

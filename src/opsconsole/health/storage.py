@@ -129,19 +129,21 @@ def write(db: sqlite_utils.Database, rows: list[tuple[Target, Outcome, datetime]
         )
         db.conn.executemany(
             """
-            INSERT INTO probe_rollups (minute, target, region, service, endpoint, count,
+            INSERT INTO probe_rollups AS r (minute, target, region, service, endpoint, count,
                 failures, slow, latency_sum, latency_count, latency_min, latency_max)
             VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(target, minute) DO UPDATE SET
-                count = count + 1,
-                failures = failures + excluded.failures,
-                slow = slow + excluded.slow,
-                latency_sum = latency_sum + excluded.latency_sum,
-                latency_count = latency_count + excluded.latency_count,
-                latency_min = min(coalesce(latency_min, excluded.latency_min),
-                                  coalesce(excluded.latency_min, latency_min)),
-                latency_max = max(coalesce(latency_max, excluded.latency_max),
-                                  coalesce(excluded.latency_max, latency_max))
+                count = r.count + 1,
+                failures = r.failures + excluded.failures,
+                slow = r.slow + excluded.slow,
+                latency_sum = r.latency_sum + excluded.latency_sum,
+                latency_count = r.latency_count + excluded.latency_count,
+                latency_min = CASE WHEN r.latency_min IS NULL
+                    OR excluded.latency_min < r.latency_min
+                    THEN excluded.latency_min ELSE r.latency_min END,
+                latency_max = CASE WHEN r.latency_max IS NULL
+                    OR excluded.latency_max > r.latency_max
+                    THEN excluded.latency_max ELSE r.latency_max END
             """,
             roll,
         )

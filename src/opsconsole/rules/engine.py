@@ -30,14 +30,13 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsconsole.audit import AuditLog
 from opsconsole.errors import OpsError
 from opsconsole.rules import state
 from opsconsole.rules.model import Rule, RulesFile
-from opsconsole.store import immediate
+from opsconsole.store import Location, immediate
 from opsconsole.templating import render, render_obj
 from opsconsole.timeutil import utcnow
 
@@ -151,7 +150,7 @@ class RuleEngine:
         config: Config,
         rules: RulesFile,
         *,
-        db_path: Path | None = None,
+        db_path: Location | None = None,
     ) -> None:
         self.db = db
         self.audit = audit

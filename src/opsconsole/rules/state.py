@@ -49,7 +49,7 @@ def claim_firing(
     db.execute(
         "INSERT INTO rule_firings (rule, dedup_key, fired_at) VALUES (?, ?, ?) "
         "ON CONFLICT(rule, dedup_key) DO UPDATE SET fired_at = excluded.fired_at, "
-        "count = count + 1",
+        "count = rule_firings.count + 1",
         (rule, key, isoformat(now)),
     )
     return True

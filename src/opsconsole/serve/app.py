@@ -36,7 +36,7 @@ from opsconsole.access import AccessDenied
 from opsconsole.audit import AuditLog
 from opsconsole.capabilities import register_all
 from opsconsole.errors import AuditWriteError, OpsError, StoreError
-from opsconsole.store import open_db
+from opsconsole.store import Location, open_db
 from opsconsole.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Server:
     def __init__(
         self,
         config: Config,
-        db_path: Path,
+        db_path: Location,
         options: ServeOptions,
         *,
         audit_key: bytes | None = None,

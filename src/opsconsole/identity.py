@@ -49,13 +49,25 @@ def os_user() -> str:
         return f"uid-{uid}"
 
 
-def account_name(name: str) -> str:
-    """``name`` as an existing OS account (roles are given to accounts, not to labels).
+def account_name(name: str, db: Any = None) -> str:
+    """``name`` as an existing account (roles are given to accounts, not to labels): an OS
+    account, or on PostgreSQL (``db`` given) a database role that can log in - there the
+    session user is who acts, so that is whom a role must name.
 
-    Raises :class:`~opsconsole.errors.NotFoundError` for a name with no passwd entry."""
+    Raises :class:`~opsconsole.errors.NotFoundError` for a name that is neither."""
     from opsconsole.errors import NotFoundError
 
     clean = name.strip()
+    if db is not None and getattr(db, "engine", "sqlite") == "postgresql":
+        row = db.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ? AND rolcanlogin", [clean]
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"no database role {clean!r} that can log in; on a shared store roles name "
+                "database login roles (`opsconsole db init --person NAME`)"
+            )
+        return str(row[0])
     try:
         return pwd.getpwnam(clean).pw_name
     except KeyError:

@@ -92,6 +92,7 @@ def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
         result: RunResult = asyncio.run(_with_signals(coro_factory))
     except NeedsAPerson as exc:
         raise OpsError(str(exc)) from None
+    _link_to_incident(env, result)
     if as_json:
         print_json(
             {
@@ -111,6 +112,25 @@ def _execute(coro_factory: Any, env: RunEnv, *, as_json: bool) -> None:
             err=True,
         )
     raise typer.Exit(exit_code_for(result.status))
+
+
+def _link_to_incident(env: RunEnv, result: RunResult) -> None:
+    """A run started with ``--incident`` (or resumed) shows on that incident's timeline
+    with where it stands, so the other people working the incident see it."""
+    from opsconsole.runbooks.state import get_run
+
+    row = get_run(env.db, result.run_id)
+    if row.incident_id is None or row.parent_run is not None:
+        return
+    from opsconsole.errors import OpsError
+    from opsconsole.incidents import IncidentService
+
+    try:
+        IncidentService(env.db, env.audit, env.config).link_run(
+            row.incident_id, None, row.id, row.runbook, result.status, result.error
+        )
+    except OpsError as exc:  # the run itself is recorded; say what could not be linked
+        typer.echo(f"warning: run not added to {row.incident_id}'s timeline: {exc}", err=True)
 
 
 async def _with_signals(coro_factory: Any) -> Any:

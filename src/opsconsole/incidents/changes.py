@@ -64,7 +64,7 @@ class IncidentChanges(IncidentBase):
 
         if role not in ROLES:
             raise OpsError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-        user = account_name(user)
+        user = account_name(user, self.db)
         self._commander_only(self.get(incident_id), "incident.command", f"assign {role}")
         with self.transaction():
             inc = self._open(incident_id)

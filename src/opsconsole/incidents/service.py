@@ -64,7 +64,7 @@ class IncidentService(IncidentChanges):
         if commander is not None and commander != self.actor:
             from opsconsole.identity import account_name
 
-            commander = account_name(commander)
+            commander = account_name(commander, self.db)
         book = load_playbook(playbook_path or find_playbook(category, self.config))
         if self.settings.calendars:
             book = book.model_copy(

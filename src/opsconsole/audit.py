@@ -38,7 +38,7 @@ from opsconsole.errors import (
     StoreError,
 )
 from opsconsole.redact import redact
-from opsconsole.store import Migrations, append_only, immediate
+from opsconsole.store import Migrations, append_only, immediate, pipelined
 from opsconsole.timeutil import isoformat, utcnow
 
 __all__ = [
@@ -237,25 +237,31 @@ class ChainState:
         )
 
 
+# The newest event of one action: one lookup on the (action, seq) index (migration 0004).
+_NEWEST = "SELECT seq, details FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1"
+# The head of the chain and the newest event of each chain action (CHAIN_ACTIONS, in that
+# order), in one query: one round trip.
+_HEADS = (
+    "SELECT 0, seq, hash FROM (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) "
+    f"AS head UNION ALL SELECT 1, seq, details FROM ({_NEWEST}) AS genesis "
+    f"UNION ALL SELECT 1, seq, details FROM ({_NEWEST}) AS key_change"
+)
+
+
+def _state(seq: int, text: str) -> ChainState:
+    try:
+        details = json.loads(text)
+    except ValueError:
+        details = {}
+    return ChainState.from_details(details if isinstance(details, dict) else {}, seq)
+
+
 def chain_state(db: sqlite_utils.Database) -> ChainState | None:
     """The chain's current mode and keys (None: an empty log, or one from before chains
     recorded their mode)."""
-    # One index lookup per action (see migration 0003), the newer of the two wins.
-    found = [
-        db.execute(
-            "SELECT seq, details FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1",
-            [action],
-        ).fetchone()
-        for action in CHAIN_ACTIONS
-    ]
+    found = [db.execute(_NEWEST, [action]).fetchone() for action in CHAIN_ACTIONS]
     row = max((r for r in found if r is not None), key=lambda r: int(r[0]), default=None)
-    if row is None:
-        return None
-    try:
-        details = json.loads(row[1])
-    except ValueError:
-        details = {}
-    return ChainState.from_details(details if isinstance(details, dict) else {}, row[0])
+    return None if row is None else _state(row[0], row[1])
 
 
 def _digest(row: dict[str, Any], prev_hash: str, key: bytes | None) -> str:
@@ -364,9 +370,12 @@ class AuditLog:
             "outcome": outcome,
         }
         try:
-            with immediate(self.db):
-                self._key_state_events(row["actor"], row["interface"])
-                seq = self._append(row)
+            # On PostgreSQL, pipelined: BEGIN, the write lock and the head go out together,
+            # the insert (and what the hooks write) with the COMMIT - two round trips.
+            with pipelined(self.db), immediate(self.db):
+                head, state = self._heads()
+                head = self._key_state_events(row["actor"], row["interface"], state, head)
+                seq = self._append(row, head)[0]
         except AuditWriteError:
             raise
         except (sqlite3.Error, OSError, StoreError) as exc:
@@ -387,11 +396,20 @@ class AuditLog:
         for hook in list(self.after_commit):
             hook(self, seq)
 
-    def _append(self, fields: dict[str, Any]) -> int:
+    def _heads(self) -> tuple[tuple[int, str] | None, ChainState | None]:
+        """Inside the append transaction: the chain's head (seq, hash) and its state."""
+        head, state = None, None
+        for kind, seq, text in self.db.execute(_HEADS, list(CHAIN_ACTIONS)).fetchall():
+            if kind == 0:
+                head = (int(seq), str(text))
+            elif state is None or int(seq) > state.seq:
+                state = _state(int(seq), text)
+        return head, state
+
+    def _append(self, fields: dict[str, Any], last: tuple[int, str] | None) -> tuple[int, str]:
+        """Write the event after ``last`` (the head read under the write lock); returns
+        the new head."""
         row = {**fields, "ts": isoformat(utcnow()), "alg": "hmac-sha256" if self.key else "sha256"}
-        last = self.db.execute(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
         row["seq"] = (last[0] + 1) if last else 1
         row["prev_hash"] = last[1] if last else GENESIS
         row["hash"] = _digest(row, row["prev_hash"], self.key)
@@ -403,21 +421,26 @@ class AuditLog:
         )
         for hook in [*APPEND_HOOKS, *self.on_append]:
             hook(self.db, row)
-        return int(row["seq"])
+        return int(row["seq"]), str(row["hash"])
 
-    def _key_state_events(self, actor: str, interface: str) -> None:
+    def _key_state_events(
+        self,
+        actor: str,
+        interface: str,
+        state: ChainState | None,
+        head: tuple[int, str] | None,
+    ) -> tuple[int, str] | None:
         """Inside the append transaction: write the genesis event of a new log, or a
-        key-change event when this writer's keys differ from what the chain records."""
-        state = chain_state(self.db)
+        key-change event when this writer's keys differ from what the chain records
+        (``state``). Returns the chain's head afterwards."""
         mode = "hmac" if self.key else "plain"
         kid = key_id(self.key) if self.key else None
         if state is None:
             if self.key is None and self.signing_key_id is None:
                 # A plain, unsigned log needs no genesis: no chain event means plain
                 # (a keyed chain rewritten without its key is "downgraded" either way).
-                return
-            empty = self.db.execute("SELECT 1 FROM audit_events LIMIT 1").fetchone() is None
-            action, previous = ("audit.genesis" if empty else "audit.key_change"), None
+                return head
+            action, previous = ("audit.genesis" if head is None else "audit.key_change"), None
             log_id = str(uuid.uuid4())
         else:
             if (state.mode, state.key_id, state.signing_key_id) == (
@@ -425,7 +448,7 @@ class AuditLog:
                 kid,
                 self.signing_key_id or state.signing_key_id,
             ):
-                return
+                return head
             if state.mode == "hmac" and self.key is None:
                 raise AuditWriteError(
                     f"the audit chain is keyed (HMAC key {state.key_id}) but this process has "
@@ -456,7 +479,7 @@ class AuditLog:
                 "key_id": previous.key_id,
                 "signing_key_id": previous.signing_key_id,
             }
-        self._append(
+        return self._append(
             {
                 "actor": actor,
                 "interface": interface,
@@ -464,5 +487,6 @@ class AuditLog:
                 "target": log_id,
                 "details": json.dumps(details, sort_keys=True),
                 "outcome": "ok",
-            }
+            },
+            head,
         )

@@ -178,19 +178,27 @@ def _append_ours(log: Any, n: int) -> None:
         record("bench.append", str(i), {"i": i})
 
 
-def _rate(n: int, fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+def _rate(n: int, fn: Callable[[], object]) -> tuple[float, float]:
+    """(operations per second, this process's CPU microseconds per operation)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n * 1e6
 
 
-def appends(raw: Any, log: Any, n: int, rounds: int) -> tuple[float, float]:
-    """Median appends/s of (raw, ours), rounds interleaved so that load hits both alike."""
-    raw_rates, our_rates = [], []
+def appends(raw: Any, log: Any, n: int, rounds: int) -> tuple[float, float, float, float]:
+    """Median appends/s of (raw, ours) and client CPU us per append of (raw, ours), the
+    rounds interleaved so that the machine's load hits both alike."""
+    raws, ours = [], []
     for _ in range(rounds):
-        raw_rates.append(_rate(n, lambda: raw.append(n)))
-        our_rates.append(_rate(n, lambda: _append_ours(log, n)))
-    return statistics.median(raw_rates), statistics.median(our_rates)
+        raws.append(_rate(n, lambda: raw.append(n)))
+        ours.append(_rate(n, lambda: _append_ours(log, n)))
+    med = statistics.median
+    return (
+        med(r for r, _ in raws),
+        med(r for r, _ in ours),
+        med(c for _, c in raws),
+        med(c for _, c in ours),
+    )
 
 
 def verifies(log: Any, fetch_rows: Callable[[], Any], rounds: int) -> tuple[float, float, int]:
@@ -270,9 +278,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--appends", type=int, default=1000, help="appends per round and side")
+    parser.add_argument("--appends", type=int, default=500, help="appends per round and side")
     parser.add_argument("--history", type=int, default=20_000, help="events in each log first")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--procs", type=int, default=3)
     parser.add_argument("--per-proc", type=int, default=1000)
     args = parser.parse_args()
@@ -342,6 +350,10 @@ def main() -> None:
     print(
         f"\n{args.procs} processes x {args.per_proc} appends: {after - before} written "
         f"({lost} lost); audit verify after: {check.outcome} over {check.events} events"
+    )
+    print(
+        f"client CPU per append: PostgreSQL ours {pg_a[3]:.0f} us, raw {pg_a[2]:.0f} us; "
+        f"SQLite ours {lite_a[3]:.0f} us, raw {lite_a[2]:.0f} us"
     )
     print(f"verify walked {pg_v[2]} events on PostgreSQL, {lite_v[2]} on SQLite")
     print(f"load average at start {load0[0]:.1f}, at end {load1[0]:.1f}")

@@ -178,6 +178,10 @@ Interface = Literal["cli", "tui", "scheduler", "api", "test"]
 # so what a hook writes (e.g. an outbox message, see opsconsole.outbox) commits together
 # with the event and the action it records, or not at all. A hook that raises fails the
 # append (fail closed). Hooks register themselves when their module is imported.
+# On PostgreSQL the append is pipelined: an error of a statement a hook runs may surface
+# at a later read or at COMMIT (it still fails the append), and an append whose guessed
+# head was taken by another writer is rolled back and run again, hooks included - so a
+# hook writes to the database only.
 APPEND_HOOKS: list[Callable[[sqlite_utils.Database, dict[str, Any]], None]] = []
 _FIELDS = ("seq", "ts", "actor", "interface", "action", "target", "details", "outcome", "alg")
 
@@ -245,6 +249,17 @@ _HEADS = (
     "SELECT 0, seq, hash FROM (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) "
     f"AS head UNION ALL SELECT 1, seq, details FROM ({_NEWEST}) AS genesis "
     f"UNION ALL SELECT 1, seq, details FROM ({_NEWEST}) AS key_change"
+)
+
+
+_COLUMNS = "seq, ts, actor, interface, action, target, details, outcome, alg, prev_hash, hash"
+_VALUES = ":ts, :actor, :interface, :action, :target, :details, :outcome, :alg, :prev_hash, :hash"
+_INSERT = f"INSERT INTO audit_events ({_COLUMNS}) VALUES (:seq, {_VALUES})"
+# The seq is NULL (refused) unless the event after which it was hashed is the head.
+_GUARDED_INSERT = (
+    f"INSERT INTO audit_events ({_COLUMNS}) VALUES ((SELECT seq + 1 FROM audit_events "
+    "WHERE seq = :seq - 1 AND hash = :prev_hash AND NOT EXISTS "
+    f"(SELECT 1 FROM audit_events WHERE seq >= :seq)), {_VALUES})"
 )
 
 
@@ -333,6 +348,10 @@ class AuditLog:
         self.on_append: list[AppendHook] = []
         self.after_commit: list[Callable[[AuditLog, int], None]] = []
         self._unannounced: int | None = None
+        # The last event this log committed in a transaction of its own, and whether it
+        # may assume that event is still the head (see _append_on_own_head).
+        self._mine: tuple[int, str] | None = None
+        self._alone: tuple[bytes | None, str | None] | None = None
 
     def record(
         self,
@@ -370,12 +389,19 @@ class AuditLog:
             "outcome": outcome,
         }
         try:
-            # On PostgreSQL, pipelined: BEGIN, the write lock and the head go out together,
-            # the insert (and what the hooks write) with the COMMIT - two round trips.
-            with pipelined(self.db), immediate(self.db):
-                head, state = self._heads()
-                head = self._key_state_events(row["actor"], row["interface"], state, head)
-                seq = self._append(row, head)[0]
+            own = not self.db.conn.in_transaction
+            seq = self._append_on_own_head(row) if own else None
+            if seq is None:
+                # On PostgreSQL, pipelined: BEGIN, the write lock and the head go out
+                # together, the insert (and what the hooks write) with the COMMIT.
+                with pipelined(self.db), immediate(self.db):
+                    head, state = self._heads()
+                    alone = head is not None and head == self._mine
+                    head = self._key_state_events(row["actor"], row["interface"], state, head)
+                    seq, digest = self._append(row, head)
+                if own:
+                    self._mine = (seq, digest)
+                    self._alone = (self.key, self.signing_key_id) if alone else None
         except AuditWriteError:
             raise
         except (sqlite3.Error, OSError, StoreError) as exc:
@@ -396,6 +422,37 @@ class AuditLog:
         for hook in list(self.after_commit):
             hook(self, seq)
 
+    def _append_on_own_head(self, fields: dict[str, Any]) -> int | None:
+        """The single writer's append on PostgreSQL in one round trip, or None.
+
+        When the head this log read last time was its own previous event (nobody else
+        wrote in between), it guesses that its newest event is still the head and sends
+        BEGIN, the write lock, the event and COMMIT together. The chain state needs no
+        reading: it changes only by an appended event. The guess is checked by the
+        INSERT itself, under the lock: unless the head is that event, the new seq is
+        NULL, the NOT NULL constraint refuses the row, and the append starts over,
+        reading the head (a writer on another host costs one wasted round trip, then
+        this log stops guessing until it is alone again)."""
+        if (
+            self.db.engine != "postgresql"
+            or self._mine is None
+            or self._alone != (self.key, self.signing_key_id)
+        ):
+            return None
+        try:
+            # BEGIN and COMMIT by hand, not through immediate(): a refused row is then
+            # reported as what it is (IntegrityError) wherever the pipeline surfaces it,
+            # even at COMMIT; pipelined() rolls back whatever failed.
+            with pipelined(self.db):
+                self.db.begin_write()
+                seq, digest = self._append(fields, self._mine, guarded=True)
+                self.db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            self._alone = None
+            return None
+        self._mine = (seq, digest)
+        return seq
+
     def _heads(self) -> tuple[tuple[int, str] | None, ChainState | None]:
         """Inside the append transaction: the chain's head (seq, hash) and its state."""
         head, state = None, None
@@ -406,19 +463,16 @@ class AuditLog:
                 state = _state(int(seq), text)
         return head, state
 
-    def _append(self, fields: dict[str, Any], last: tuple[int, str] | None) -> tuple[int, str]:
-        """Write the event after ``last`` (the head read under the write lock); returns
-        the new head."""
+    def _append(
+        self, fields: dict[str, Any], last: tuple[int, str] | None, *, guarded: bool = False
+    ) -> tuple[int, str]:
+        """Write the event after ``last`` (the head read under the write lock, or with
+        ``guarded`` the head guessed and checked by the INSERT); returns the new head."""
         row = {**fields, "ts": isoformat(utcnow()), "alg": "hmac-sha256" if self.key else "sha256"}
         row["seq"] = (last[0] + 1) if last else 1
         row["prev_hash"] = last[1] if last else GENESIS
         row["hash"] = _digest(row, row["prev_hash"], self.key)
-        self.db.execute(
-            "INSERT INTO audit_events (seq, ts, actor, interface, action, target, "
-            "details, outcome, alg, prev_hash, hash) VALUES (:seq, :ts, :actor, "
-            ":interface, :action, :target, :details, :outcome, :alg, :prev_hash, :hash)",
-            row,
-        )
+        self.db.execute(_GUARDED_INSERT if guarded else _INSERT, row)
         for hook in [*APPEND_HOOKS, *self.on_append]:
             hook(self.db, row)
         return int(row["seq"]), str(row["hash"])

@@ -93,7 +93,7 @@ class RawPg:
         self.conn = psycopg.connect(url, autocommit=True)
         self.conn.execute(f"CREATE TABLE audit_events ({_COLUMNS.replace('INTEGER', 'BIGINT')})")
         self.conn.execute("CREATE INDEX audit_events_ts ON audit_events(ts)")
-        self.conn.execute("CREATE INDEX audit_events_action ON audit_events(action)")
+        self.conn.execute("CREATE INDEX audit_events_action_seq ON audit_events(action, seq)")
         with self.conn.transaction():
             self.conn.cursor().executemany(
                 _INSERT(",".join(["%s"] * 11)), [_raw_row(i) for i in range(1, history + 1)]
@@ -123,7 +123,7 @@ class RawSqlite:
             self.conn.execute(f"PRAGMA {pragma}")
         self.conn.execute(f"CREATE TABLE audit_events ({_COLUMNS})")
         self.conn.execute("CREATE INDEX audit_events_ts ON audit_events(ts)")
-        self.conn.execute("CREATE INDEX audit_events_action ON audit_events(action)")
+        self.conn.execute("CREATE INDEX audit_events_action_seq ON audit_events(action, seq)")
         self.conn.execute("BEGIN")
         self.conn.executemany(
             _INSERT(",".join("?" * 11)), [_raw_row(i) for i in range(1, history + 1)]

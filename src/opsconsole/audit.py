@@ -256,10 +256,12 @@ _COLUMNS = "seq, ts, actor, interface, action, target, details, outcome, alg, pr
 _VALUES = ":ts, :actor, :interface, :action, :target, :details, :outcome, :alg, :prev_hash, :hash"
 _INSERT = f"INSERT INTO audit_events ({_COLUMNS}) VALUES (:seq, {_VALUES})"
 # The seq is NULL (refused) unless the event after which it was hashed is the head.
+# max(seq), not NOT EXISTS (seq >= ...): a generic plan may answer the latter with a scan
+# of the whole log; max() is always one step down the primary key index.
 _GUARDED_INSERT = (
     f"INSERT INTO audit_events ({_COLUMNS}) VALUES ((SELECT seq + 1 FROM audit_events "
-    "WHERE seq = :seq - 1 AND hash = :prev_hash AND NOT EXISTS "
-    f"(SELECT 1 FROM audit_events WHERE seq >= :seq)), {_VALUES})"
+    "WHERE seq = :seq - 1 AND hash = :prev_hash "
+    f"AND seq = (SELECT max(seq) FROM audit_events)), {_VALUES})"
 )
 
 

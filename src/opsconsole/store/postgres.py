@@ -251,8 +251,12 @@ class PgDatabase:
         if self.conn.in_transaction:
             yield
             return
+        raw = self.conn.raw
+        # No server-side prepared statements inside a pipeline: one prepared in a pipeline
+        # that aborts is never created on the server, yet psycopg would keep its name.
+        threshold, raw.prepare_threshold = raw.prepare_threshold, None
         try:
-            with self.conn.raw.pipeline():
+            with raw.pipeline():
                 yield
         except psycopg.Error as exc:
             self._rollback()
@@ -260,6 +264,8 @@ class PgDatabase:
         except BaseException:
             self._rollback()
             raise
+        finally:
+            raw.prepare_threshold = threshold
 
     def _rollback(self) -> None:
         import psycopg

@@ -38,7 +38,7 @@ from opsconsole.errors import (
     StoreError,
 )
 from opsconsole.redact import redact
-from opsconsole.store import Migrations, append_only, immediate
+from opsconsole.store import Migrations, append_only, immediate, pipelined
 from opsconsole.timeutil import isoformat, utcnow
 
 __all__ = [
@@ -178,6 +178,10 @@ Interface = Literal["cli", "tui", "scheduler", "api", "test"]
 # so what a hook writes (e.g. an outbox message, see opsconsole.outbox) commits together
 # with the event and the action it records, or not at all. A hook that raises fails the
 # append (fail closed). Hooks register themselves when their module is imported.
+# On PostgreSQL the append is pipelined: an error of a statement a hook runs may surface
+# at a later read or at COMMIT (it still fails the append), and an append whose guessed
+# head was taken by another writer is rolled back and run again, hooks included - so a
+# hook writes to the database only.
 APPEND_HOOKS: list[Callable[[sqlite_utils.Database, dict[str, Any]], None]] = []
 _FIELDS = ("seq", "ts", "actor", "interface", "action", "target", "details", "outcome", "alg")
 
@@ -237,25 +241,44 @@ class ChainState:
         )
 
 
+# The newest event of one action: one lookup on the (action, seq) index (migration 0004).
+_NEWEST = "SELECT seq, details FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1"
+# The head of the chain and the newest event of each chain action (CHAIN_ACTIONS, in that
+# order), in one query: one round trip.
+_HEADS = (
+    "SELECT 0, seq, hash FROM (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) "
+    f"AS head UNION ALL SELECT 1, seq, details FROM ({_NEWEST}) AS genesis "
+    f"UNION ALL SELECT 1, seq, details FROM ({_NEWEST}) AS key_change"
+)
+
+
+_COLUMNS = "seq, ts, actor, interface, action, target, details, outcome, alg, prev_hash, hash"
+_VALUES = ":ts, :actor, :interface, :action, :target, :details, :outcome, :alg, :prev_hash, :hash"
+_INSERT = f"INSERT INTO audit_events ({_COLUMNS}) VALUES (:seq, {_VALUES})"
+# The seq is NULL (refused) unless the event after which it was hashed is the head.
+# max(seq), not NOT EXISTS (seq >= ...): a generic plan may answer the latter with a scan
+# of the whole log; max() is always one step down the primary key index.
+_GUARDED_INSERT = (
+    f"INSERT INTO audit_events ({_COLUMNS}) VALUES ((SELECT seq + 1 FROM audit_events "
+    "WHERE seq = :seq - 1 AND hash = :prev_hash "
+    f"AND seq = (SELECT max(seq) FROM audit_events)), {_VALUES})"
+)
+
+
+def _state(seq: int, text: str) -> ChainState:
+    try:
+        details = json.loads(text)
+    except ValueError:
+        details = {}
+    return ChainState.from_details(details if isinstance(details, dict) else {}, seq)
+
+
 def chain_state(db: sqlite_utils.Database) -> ChainState | None:
     """The chain's current mode and keys (None: an empty log, or one from before chains
     recorded their mode)."""
-    # One index lookup per action (see migration 0003), the newer of the two wins.
-    found = [
-        db.execute(
-            "SELECT seq, details FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1",
-            [action],
-        ).fetchone()
-        for action in CHAIN_ACTIONS
-    ]
+    found = [db.execute(_NEWEST, [action]).fetchone() for action in CHAIN_ACTIONS]
     row = max((r for r in found if r is not None), key=lambda r: int(r[0]), default=None)
-    if row is None:
-        return None
-    try:
-        details = json.loads(row[1])
-    except ValueError:
-        details = {}
-    return ChainState.from_details(details if isinstance(details, dict) else {}, row[0])
+    return None if row is None else _state(row[0], row[1])
 
 
 def _digest(row: dict[str, Any], prev_hash: str, key: bytes | None) -> str:
@@ -327,6 +350,10 @@ class AuditLog:
         self.on_append: list[AppendHook] = []
         self.after_commit: list[Callable[[AuditLog, int], None]] = []
         self._unannounced: int | None = None
+        # The last event this log committed in a transaction of its own, and whether it
+        # may assume that event is still the head (see _append_on_own_head).
+        self._mine: tuple[int, str] | None = None
+        self._alone: tuple[bytes | None, str | None] | None = None
 
     def record(
         self,
@@ -364,9 +391,19 @@ class AuditLog:
             "outcome": outcome,
         }
         try:
-            with immediate(self.db):
-                self._key_state_events(row["actor"], row["interface"])
-                seq = self._append(row)
+            own = not self.db.conn.in_transaction
+            seq = self._append_on_own_head(row) if own else None
+            if seq is None:
+                # On PostgreSQL, pipelined: BEGIN, the write lock and the head go out
+                # together, the insert (and what the hooks write) with the COMMIT.
+                with pipelined(self.db), immediate(self.db):
+                    head, state = self._heads()
+                    alone = head is not None and head == self._mine
+                    head = self._key_state_events(row["actor"], row["interface"], state, head)
+                    seq, digest = self._append(row, head)
+                if own:
+                    self._mine = (seq, digest)
+                    self._alone = (self.key, self.signing_key_id) if alone else None
         except AuditWriteError:
             raise
         except (sqlite3.Error, OSError, StoreError) as exc:
@@ -387,37 +424,79 @@ class AuditLog:
         for hook in list(self.after_commit):
             hook(self, seq)
 
-    def _append(self, fields: dict[str, Any]) -> int:
+    def _append_on_own_head(self, fields: dict[str, Any]) -> int | None:
+        """The single writer's append on PostgreSQL in one round trip, or None.
+
+        When the head this log read last time was its own previous event (nobody else
+        wrote in between), it guesses that its newest event is still the head and sends
+        BEGIN, the write lock, the event and COMMIT together. The chain state needs no
+        reading: it changes only by an appended event. The guess is checked by the
+        INSERT itself, under the lock: unless the head is that event, the new seq is
+        NULL, the NOT NULL constraint refuses the row, and the append starts over,
+        reading the head (a writer on another host costs one wasted round trip, then
+        this log stops guessing until it is alone again)."""
+        if (
+            self.db.engine != "postgresql"
+            or self._mine is None
+            or self._alone != (self.key, self.signing_key_id)
+        ):
+            return None
+        try:
+            # BEGIN and COMMIT by hand, not through immediate(): a refused row is then
+            # reported as what it is (IntegrityError) wherever the pipeline surfaces it,
+            # even at COMMIT; pipelined() rolls back whatever failed.
+            with pipelined(self.db):
+                self.db.begin_write()
+                seq, digest = self._append(fields, self._mine, guarded=True)
+                self.db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            self._alone = None
+            return None
+        self._mine = (seq, digest)
+        return seq
+
+    def _heads(self) -> tuple[tuple[int, str] | None, ChainState | None]:
+        """Inside the append transaction: the chain's head (seq, hash) and its state."""
+        head, state = None, None
+        for kind, seq, text in self.db.execute(_HEADS, list(CHAIN_ACTIONS)).fetchall():
+            if kind == 0:
+                head = (int(seq), str(text))
+            elif state is None or int(seq) > state.seq:
+                state = _state(int(seq), text)
+        return head, state
+
+    def _append(
+        self, fields: dict[str, Any], last: tuple[int, str] | None, *, guarded: bool = False
+    ) -> tuple[int, str]:
+        """Write the event after ``last`` (the head read under the write lock, or with
+        ``guarded`` the head guessed and checked by the INSERT); returns the new head."""
         row = {**fields, "ts": isoformat(utcnow()), "alg": "hmac-sha256" if self.key else "sha256"}
-        last = self.db.execute(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
         row["seq"] = (last[0] + 1) if last else 1
         row["prev_hash"] = last[1] if last else GENESIS
         row["hash"] = _digest(row, row["prev_hash"], self.key)
-        self.db.execute(
-            "INSERT INTO audit_events (seq, ts, actor, interface, action, target, "
-            "details, outcome, alg, prev_hash, hash) VALUES (:seq, :ts, :actor, "
-            ":interface, :action, :target, :details, :outcome, :alg, :prev_hash, :hash)",
-            row,
-        )
+        self.db.execute(_GUARDED_INSERT if guarded else _INSERT, row)
         for hook in [*APPEND_HOOKS, *self.on_append]:
             hook(self.db, row)
-        return int(row["seq"])
+        return int(row["seq"]), str(row["hash"])
 
-    def _key_state_events(self, actor: str, interface: str) -> None:
+    def _key_state_events(
+        self,
+        actor: str,
+        interface: str,
+        state: ChainState | None,
+        head: tuple[int, str] | None,
+    ) -> tuple[int, str] | None:
         """Inside the append transaction: write the genesis event of a new log, or a
-        key-change event when this writer's keys differ from what the chain records."""
-        state = chain_state(self.db)
+        key-change event when this writer's keys differ from what the chain records
+        (``state``). Returns the chain's head afterwards."""
         mode = "hmac" if self.key else "plain"
         kid = key_id(self.key) if self.key else None
         if state is None:
             if self.key is None and self.signing_key_id is None:
                 # A plain, unsigned log needs no genesis: no chain event means plain
                 # (a keyed chain rewritten without its key is "downgraded" either way).
-                return
-            empty = self.db.execute("SELECT 1 FROM audit_events LIMIT 1").fetchone() is None
-            action, previous = ("audit.genesis" if empty else "audit.key_change"), None
+                return head
+            action, previous = ("audit.genesis" if head is None else "audit.key_change"), None
             log_id = str(uuid.uuid4())
         else:
             if (state.mode, state.key_id, state.signing_key_id) == (
@@ -425,7 +504,7 @@ class AuditLog:
                 kid,
                 self.signing_key_id or state.signing_key_id,
             ):
-                return
+                return head
             if state.mode == "hmac" and self.key is None:
                 raise AuditWriteError(
                     f"the audit chain is keyed (HMAC key {state.key_id}) but this process has "
@@ -456,7 +535,7 @@ class AuditLog:
                 "key_id": previous.key_id,
                 "signing_key_id": previous.signing_key_id,
             }
-        self._append(
+        return self._append(
             {
                 "actor": actor,
                 "interface": interface,
@@ -464,5 +543,6 @@ class AuditLog:
                 "target": log_id,
                 "details": json.dumps(details, sort_keys=True),
                 "outcome": "ok",
-            }
+            },
+            head,
         )

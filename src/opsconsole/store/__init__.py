@@ -41,6 +41,7 @@ __all__ = [
     "is_postgres_url",
     "open_db",
     "open_readonly",
+    "pipelined",
     "resolve_db_path",
     "share_with_group",
     "store_failure",
@@ -399,6 +400,15 @@ def _migrate(db: SqliteDatabase, path: Path) -> None:
             raise (failure or OpsError(f"cannot migrate database {path}: {exc}")) from None
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def pipelined(db: Database) -> contextlib.AbstractContextManager[None]:
+    """On PostgreSQL, one write transaction's statements sent without waiting for each
+    answer (see :meth:`PgDatabase.pipelined` for what code may run inside); on SQLite,
+    where a statement is a function call, nothing changes."""
+    if isinstance(db, PgDatabase):
+        return db.pipelined()
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ lock) and keeps every compare-and-set written for SQLite correct here.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -232,6 +233,46 @@ class PgDatabase:
         """BEGIN, then the one write lock (what ``BEGIN IMMEDIATE`` is on SQLite)."""
         self.conn.execute("BEGIN")
         self.conn.execute("SELECT pg_advisory_xact_lock(?)", [WRITE_LOCK])
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Send the statements of one write transaction without waiting for each answer
+        (psycopg's pipeline mode): a result is waited for only when it is read, and the
+        rest goes out with the COMMIT at the end. A short transaction costs two round trips
+        (``BEGIN``, lock and a read; the writes and ``COMMIT``) instead of one per statement.
+
+        The price: a statement's error surfaces when a later result is read or at the end,
+        not at the statement itself, so only code that lets every error fail the whole
+        transaction belongs in here (the audit append, see :meth:`AuditLog.record`). Any
+        error rolls the transaction back and is raised as the store's error class. Inside
+        a transaction the caller already opened, statements go one by one as usual."""
+        import psycopg
+
+        if self.conn.in_transaction:
+            yield
+            return
+        raw = self.conn.raw
+        # No server-side prepared statements inside a pipeline: one prepared in a pipeline
+        # that aborts is never created on the server, yet psycopg would keep its name.
+        threshold, raw.prepare_threshold = raw.prepare_threshold, None
+        try:
+            with raw.pipeline():
+                yield
+        except psycopg.Error as exc:
+            self._rollback()
+            raise _mapped(exc) from exc
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            raw.prepare_threshold = threshold
+
+    def _rollback(self) -> None:
+        import psycopg
+
+        if self.conn.in_transaction and not self.conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.raw.execute("ROLLBACK")
 
     def table_names(self) -> list[str]:
         return [

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from opsconsole.auditing.checkpoints import generate_keypair, load_private_key
-from tests.helpers import cli, cli_subprocess
+from tests.helpers import acting_as, cli, cli_subprocess
 
 
 @pytest.fixture
@@ -62,7 +63,8 @@ def breach(
         "unrelated",
     )
     for step in (
-        ("assign", iid, "legal", "root"),
+        # An account that exists: the acting one (an OS account, or a database role).
+        ("assign", iid, "legal", acting_as(os.environ["OPSCONSOLE_DB"])),
         ("note", iid, "action: mask card numbers in logs"),
         ("update", iid, "contained in Frankfurt"),
         ("decide", iid, "notifiable"),

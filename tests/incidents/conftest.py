@@ -82,6 +82,11 @@ def svc(make_service: Callable[..., IncidentService]) -> IncidentService:
 
 
 @pytest.fixture(autouse=True)
-def _on_both_engines(store_engine: str) -> str:
-    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``)."""
+def _on_both_engines(store_engine: str, request: pytest.FixtureRequest) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (see ``store_engine``). On
+    PostgreSQL roles name database login roles, so the same people exist there too."""
+    if store_engine == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        for name in PEOPLE:
+            cluster.role(name, f"{name}-password")
     return store_engine

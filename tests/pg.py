@@ -170,7 +170,25 @@ def start_cluster(*, durable: bool = False) -> PgCluster:
         check=True,
         capture_output=True,
     )
+    _stop_with(os.getpid(), binary, directory)
     return PgCluster(directory=directory, port=port, bin=binary)
+
+
+def _stop_with(pid: int, binary: Path, directory: Path) -> None:
+    """A watchdog that stops the cluster and removes its directory once process ``pid``
+    (the test session) is gone, even when it was killed and ran no finalizer."""
+    script = (
+        f"while kill -0 {pid} 2>/dev/null; do sleep 1; done; "
+        f"runuser -u postgres -- {binary / 'pg_ctl'} -D {directory / 'data'} stop -m immediate "
+        f">/dev/null 2>&1; rm -rf {directory}"
+    )
+    subprocess.Popen(
+        ["sh", "-c", script],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -176,8 +176,3 @@ def allow_inserts(db: Any, table: str) -> None:
     """Remove the trigger :func:`refuse_inserts` made."""
     on = f" ON {table}" if db.engine == "postgresql" else ""
     db.execute(f"DROP TRIGGER refuse{on}")
-
-
-def stored_text(db: Any) -> str:
-    """Everything the database holds, as text (see :func:`dump`)."""
-    return dump(db)

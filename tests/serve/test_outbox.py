@@ -16,7 +16,7 @@ from opsconsole.delivery import Deliverer
 from opsconsole.incidents import IncidentService
 from opsconsole.store import open_db
 from tests.health.servers import LoopThread
-from tests.helpers import cli, stored_text
+from tests.helpers import cli, dump
 from tests.serve.conftest import Mailbox
 from tests.serve.helpers import Receiver, write_config
 
@@ -161,8 +161,8 @@ def test_pagerduty_dedup_key_is_stable_across_trigger_ack_resolve(
     ]
     assert pd.accepted[0]["payload"]["severity"] == "critical"
     assert all(b["routing_key"] == "R0UTINGKEY-secret-1234" for b in pd.accepted)
-    dump = stored_text(db)
-    assert "R0UTINGKEY-secret-1234" not in dump  # the key is never stored
+    stored = dump(db)
+    assert "R0UTINGKEY-secret-1234" not in stored  # the key is never stored
     pd.close()
 
 

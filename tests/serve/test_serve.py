@@ -14,7 +14,7 @@ import pytest
 
 from opsconsole.store import open_db
 from tests.health.servers import self_signed
-from tests.helpers import allow_inserts, cli, refuse_inserts, stored_text
+from tests.helpers import allow_inserts, cli, dump, refuse_inserts
 from tests.serve.helpers import TOKEN, Serve, write_config
 
 FIRING: dict[str, Any] = {
@@ -85,9 +85,9 @@ def test_healthz_needs_no_token_and_everything_else_does(served: tuple[Serve, Pa
         ("/readyz", "wrong token"),
     ]
     assert all(r["outcome"] == "refused" and r["status"] == 401 for r in refused)
-    dump = stored_text(open_db(db))
-    assert "wrong-token-but-long-enough" not in dump and TOKEN not in dump
-    assert "PaymentsDown" not in dump  # the refused body was never read
+    stored = dump(open_db(db))
+    assert "wrong-token-but-long-enough" not in stored and TOKEN not in stored
+    assert "PaymentsDown" not in stored  # the refused body was never read
 
 
 def test_oversized_body_is_refused_with_413(served: tuple[Serve, Path]) -> None:
@@ -106,7 +106,7 @@ def test_oversized_body_is_refused_with_413(served: tuple[Serve, Path]) -> None:
         assert chunked.status_code == 413
     last = _refusals(db)[-2:]
     assert [(r["status"], r["reason"]) for r in last] == [(413, "body too large")] * 2
-    assert "xxxxxxxxxx" not in stored_text(open_db(db))
+    assert "xxxxxxxxxx" not in dump(open_db(db))
 
 
 def test_alertmanager_endpoint_is_idempotent(served: tuple[Serve, Path]) -> None:
